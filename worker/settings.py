@@ -1,0 +1,76 @@
+"""Process settings, read once from `SLUICE_*` environment variables.
+
+Everything that differs between deployments (URLs, ports, paths, time limits) lives here.
+What a user edits about providers, models and workflows lives in the config file
+(see `worker.config`), whose path is one of these settings.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Validated settings of one Sluice process."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="forbid", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of Postgres. Unset: an embedded Postgres under data_dir.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL for the Celery broker. Unset: an embedded Redis under data_dir.",
+    )
+    config_file: Path | None = Field(
+        default=None,
+        description="Providers, models and workflows (TOML). Unset: ./sluice.toml if present, "
+        "else the bundled default that routes to the simulator.",
+    )
+    data_dir: Path = Field(default=Path(".sluice"), description="Embedded services' data.")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    simulator_host: str = "127.0.0.1"
+    simulator_port: int = Field(default=8100, ge=0, le=65535)
+    simulator_url: str | None = Field(
+        default=None,
+        description="Base URL of a running simulator; overrides the simulator provider's URL.",
+    )
+    worker_pool: str = Field(default="threads", description="Celery pool: threads or prefork.")
+    worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    job_lease_s: int = Field(
+        default=600,
+        ge=10,
+        description="How long a running job is owned by one worker before another may take it.",
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Attempts per job before it goes to review."
+    )
+    retry_base_delay_s: float = Field(default=2.0, gt=0)
+    retry_max_delay_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Upper bound of one retry delay; kept far below the broker's "
+        "visibility timeout so a delayed task is never delivered twice.",
+    )
+    max_input_bytes: int = Field(default=256_000, ge=1_000)
+    log_level: str = "INFO"
+
+    @field_validator("worker_pool")
+    @classmethod
+    def _known_pool(cls, value: str) -> str:
+        if value not in {"threads", "prefork", "solo"}:
+            raise ValueError(f"SLUICE_WORKER_POOL={value!r} is not a pool Sluice runs on; "
+                             "use threads, prefork or solo")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process's settings; tests clear the cache after changing the environment."""
+    return Settings()
