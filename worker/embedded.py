@@ -67,14 +67,16 @@ def ensure_services() -> EmbeddedServices:
         database_url, handle = start_postgres(data_dir)
         handles.append(handle)
         started.append("postgres")
-        logger.info("embedded postgres started", extra={"action": "embedded.start", "dir": str(data_dir)})
+        logger.info("embedded postgres started",
+                    extra={"action": "embedded.start", "dir": str(data_dir)})
 
     redis_url = settings.redis_url
     if not redis_url:
         redis_url, handle = start_redis(data_dir)
         handles.append(handle)
         started.append("redis")
-        logger.info("embedded redis started", extra={"action": "embedded.start", "dir": str(data_dir)})
+        logger.info("embedded redis started",
+                    extra={"action": "embedded.start", "dir": str(data_dir)})
 
     os.environ["SLUICE_DATABASE_URL"] = database_url
     os.environ["SLUICE_REDIS_URL"] = redis_url

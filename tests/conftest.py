@@ -1,0 +1,194 @@
+"""Shared fixtures: real Postgres and Redis, the simulator over HTTP, settings overrides.
+
+Postgres and Redis are the machine's own when they answer on 127.0.0.1 (or at
+SLUICE_TEST_DATABASE_URL / SLUICE_TEST_REDIS_URL); otherwise the embedded servers start,
+so the suite runs on a fresh machine too.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+import uvicorn
+from sqlalchemy import text
+
+from worker import config as config_module
+from worker import db
+from worker.settings import get_settings
+
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_REDIS = "redis://127.0.0.1:6379/15"
+TEST_DATABASE = "sluice_test"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("embedded")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(embedded_dir: Path) -> Iterator[str]:
+    """A superuser URL of a real Postgres server for the whole run."""
+    explicit = os.environ.get("SLUICE_TEST_DATABASE_URL")
+    if explicit:
+        yield explicit
+        return
+    if _reachable("127.0.0.1", 5432):
+        yield LOCAL_POSTGRES
+        return
+    from worker.embedded import start_postgres
+
+    url, server = start_postgres(embedded_dir)
+    yield url.replace("/sluice?", "/postgres?").replace("postgresql+psycopg", "postgresql")
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_url(embedded_dir: Path) -> Iterator[str]:
+    explicit = os.environ.get("SLUICE_TEST_REDIS_URL")
+    if explicit:
+        yield explicit
+        return
+    if _reachable("127.0.0.1", 6379):
+        yield LOCAL_REDIS
+        return
+    from worker.embedded import start_redis
+
+    url, server = start_redis(embedded_dir)
+    yield url
+    server.shutdown()
+
+
+def _with_database(admin_url: str, name: str) -> str:
+    base, _, query = admin_url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return base + ("?" + query if query else "")
+
+
+def recreate_database(admin_url: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _with_database(admin_url, name)
+
+
+def use_settings(monkeypatch: pytest.MonkeyPatch, **values: Any) -> None:
+    """Set SLUICE_* variables for this test and drop every cached object built from them."""
+    for key, value in values.items():
+        monkeypatch.setenv(f"SLUICE_{key.upper()}", str(value))
+    get_settings.cache_clear()
+    config_module.get_config.cache_clear()
+    db.dispose_engine()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_admin_url: str) -> str:
+    """A migrated database shared by the run; `clean_db` empties it between tests."""
+    from worker.migrate import upgrade
+
+    url = recreate_database(postgres_admin_url, TEST_DATABASE)
+    os.environ["SLUICE_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    db.dispose_engine()
+    upgrade()
+    return url
+
+
+@pytest.fixture
+def clean_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    use_settings(monkeypatch, database_url=database_url)
+    yield database_url
+    with db.get_engine().begin() as conn:
+        conn.execute(text(
+            "TRUNCATE jobs, attempts, llm_calls, ticket_classifications, document_extractions, "
+            "document_line_items, review_items CASCADE"
+        ))
+    db.dispose_engine()
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> Iterator[str]:
+    client = redis.Redis.from_url(redis_url.replace("redis+socket://", "unix://"))
+    client.flushdb()
+    yield redis_url
+    client.flushdb()
+    client.close()
+
+
+class ThreadedServer:
+    """A uvicorn server on a free loopback port, run in a daemon thread."""
+
+    def __init__(self, app: Any) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
+                                access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise TimeoutError("test server did not start within 10 s")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def simulator() -> Iterator[ThreadedServer]:
+    from worker.simulator import create_app
+
+    with ThreadedServer(create_app()) as server:
+        yield server
+
+
+@pytest.fixture
+def sluice_env(
+    clean_db: str, clean_redis: str, simulator: ThreadedServer, monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """Settings of a full environment: database, broker and the simulator as provider."""
+    values = {
+        "database_url": clean_db,
+        "redis_url": clean_redis,
+        "simulator_url": f"{simulator.url}/v1",
+        "retry_base_delay_s": "0.2",
+        "retry_max_delay_s": "1",
+    }
+    use_settings(monkeypatch, **values)
+    return {f"SLUICE_{k.upper()}": v for k, v in values.items()}
+
+
+def new_uuid() -> uuid.UUID:
+    return uuid.uuid4()

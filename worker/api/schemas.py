@@ -1,0 +1,58 @@
+"""Request and response bodies of the intake API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{
+                "workflow": "support_tickets",
+                "input": {"text": "I was charged twice for order 1234, please refund one."},
+                "external_id": "zendesk-48213",
+            }]
+        },
+    )
+
+    workflow: str = Field(min_length=1, max_length=100, description="A configured workflow.")
+    input: dict[str, Any] = Field(description="The workflow's input, such as {'text': ...}.")
+    external_id: str | None = Field(
+        default=None, max_length=200, description="The caller's own id, echoed back."
+    )
+
+
+class JobAccepted(BaseModel):
+    id: uuid.UUID
+    state: str
+    workflow: str
+    external_id: str | None
+
+
+class ReviewSummary(BaseModel):
+    id: uuid.UUID
+    reason: str
+    state: str
+    errors: list[dict[str, Any]]
+
+
+class JobPublic(BaseModel):
+    id: uuid.UUID
+    tenant_id: str
+    workflow: str
+    external_id: str | None
+    state: str
+    reason: str | None
+    attempts: int
+    cost_usd: Decimal
+    created_at: datetime
+    finished_at: datetime | None
+    result: dict[str, Any] | None = Field(description="The validated record once succeeded.")
+    review: ReviewSummary | None = None

@@ -1,0 +1,1 @@
+"""`sluice demo`: the whole pipeline on bundled real tickets and invoices."""
