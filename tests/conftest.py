@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 import redis
-import uvicorn
 from sqlalchemy import text
 
-from worker import config as config_module
+from tests.support import ThreadedServer, recreate_database, use_settings
 from worker import db
 from worker.settings import get_settings
 
@@ -77,31 +71,6 @@ def redis_url(embedded_dir: Path) -> Iterator[str]:
     server.shutdown()
 
 
-def _with_database(admin_url: str, name: str) -> str:
-    base, _, query = admin_url.partition("?")
-    base = base.rsplit("/", 1)[0] + "/" + name
-    return base + ("?" + query if query else "")
-
-
-def recreate_database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return _with_database(admin_url, name)
-
-
-def use_settings(monkeypatch: pytest.MonkeyPatch, **values: Any) -> None:
-    """Set SLUICE_* variables for this test and drop every cached object built from them."""
-    for key, value in values.items():
-        monkeypatch.setenv(f"SLUICE_{key.upper()}", str(value))
-    get_settings.cache_clear()
-    config_module.get_config.cache_clear()
-    db.dispose_engine()
-
-
 @pytest.fixture(scope="session")
 def database_url(postgres_admin_url: str) -> str:
     """A migrated database shared by the run; `clean_db` empties it between tests."""
@@ -136,36 +105,6 @@ def clean_redis(redis_url: str) -> Iterator[str]:
     client.close()
 
 
-class ThreadedServer:
-    """A uvicorn server on a free loopback port, run in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("test server did not start within 10 s")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture
 def simulator() -> Iterator[ThreadedServer]:
     from worker.simulator import create_app
@@ -189,6 +128,3 @@ def sluice_env(
     use_settings(monkeypatch, **values)
     return {f"SLUICE_{k.upper()}": v for k, v in values.items()}
 
-
-def new_uuid() -> uuid.UUID:
-    return uuid.uuid4()

@@ -73,9 +73,7 @@ def test_permanent_error_falls_back_along_the_route() -> None:
 def simulate_attempt(route_length: int, outcomes: list[str]) -> int:
     """Drive the decisions with scripted call outcomes; return the calls made."""
     current = state(0, route_length)
-    calls = 0
-    for outcome in outcomes:
-        calls += 1
+    for calls, outcome in enumerate(outcomes, start=1):
         if outcome == "error":
             decision = decide.after_provider_error(
                 current, transient=False, attempt=1, max_attempts=3, retry_after_s=None,

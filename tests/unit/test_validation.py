@@ -12,8 +12,9 @@ from worker.workflows.tickets import TicketClassificationWorkflow
 from worker.workflows.validation import INVALID_JSON, RULE_VIOLATION, SCHEMA_VIOLATION
 
 TICKETS = TicketClassificationWorkflow(
-    "support", WorkflowConfig(kind="ticket_classification", route=["m"],
-                              categories=["ORDER", "REFUND"], intents=["cancel_order", "get_refund"])
+    "support",
+    WorkflowConfig(kind="ticket_classification", route=["m"], categories=["ORDER", "REFUND"],
+                   intents=["cancel_order", "get_refund"]),
 )
 DOCUMENTS = DocumentExtractionWorkflow(
     "invoices", WorkflowConfig(kind="document_extraction", route=["m"])

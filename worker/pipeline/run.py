@@ -8,6 +8,7 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -226,6 +227,8 @@ def _store_failed_call(
         attempt_id=context.claim.attempt_id, job_id=context.job_id, purpose=purpose,
         route_step=step, provider=model.provider, model=model.name, messages=messages,
         http_status=error.status, error_kind=error.kind,
+        # Providers report no usage for a failed request, so there is nothing to price.
+        cost_usd=Decimal(0),
     )
     with session_scope() as session:
         store.add_llm_call(session, call)

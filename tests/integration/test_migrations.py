@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+import models
+from tests.support import recreate_database, use_settings
+from worker import db
+from worker.migrate import downgrade, upgrade
+
+
+@pytest.fixture
+def empty_database(
+    postgres_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    url = recreate_database(postgres_admin_url, "sluice_migrations")
+    use_settings(monkeypatch, database_url=url)
+    yield url
+    db.dispose_engine()
+
+
+def _differences(url: str) -> list[object]:
+    engine = create_engine(db.normalise_url(url))
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), models.Base.metadata)
+    engine.dispose()
+    return diff
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(db.normalise_url(url))
+    names = set(inspect(engine).get_table_names())
+    engine.dispose()
+    return names
+
+
+def test_upgrade_leaves_nothing_to_autogenerate(empty_database: str) -> None:
+    upgrade()
+    assert _differences(empty_database) == []
+
+
+def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
+    upgrade()
+    assert "jobs" in _tables(empty_database)
+    downgrade("base")
+    assert _tables(empty_database) == {"alembic_version"}
+    upgrade()
+    assert _differences(empty_database) == []

@@ -1,0 +1,104 @@
+"""Helpers the fixtures and tests share."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+import uvicorn
+
+from worker import config as config_module
+from worker import db
+from worker.settings import get_settings
+
+
+def _with_database(admin_url: str, name: str) -> str:
+    base, _, query = admin_url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return base + ("?" + query if query else "")
+
+
+def recreate_database(admin_url: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _with_database(admin_url, name)
+
+
+def use_settings(monkeypatch: pytest.MonkeyPatch, **values: Any) -> None:
+    """Set SLUICE_* variables for this test and drop every cached object built from them."""
+    for key, value in values.items():
+        monkeypatch.setenv(f"SLUICE_{key.upper()}", str(value))
+    get_settings.cache_clear()
+    config_module.get_config.cache_clear()
+    db.dispose_engine()
+
+
+class ThreadedServer:
+    """A uvicorn server on a free loopback port, run in a daemon thread."""
+
+    def __init__(self, app: Any) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
+                                access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise TimeoutError("test server did not start within 10 s")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class ScriptedClient:
+    """A provider client that returns prepared answers in order, for seam-level tests.
+
+    Each script entry is either a `(content, finish_reason)` pair or a ProviderError.
+    """
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = list(script)
+        self.requests: list[dict[str, Any]] = []
+
+    def complete(self, provider_key: str, provider: Any, model: Any, messages: Any,
+                 response_format: Any, max_tokens: int, temperature: float) -> Any:
+        from worker.providers import Completion
+
+        self.requests.append({"model": model.name, "messages": messages})
+        entry = self.script.pop(0)
+        if isinstance(entry, Exception):
+            raise entry
+        content, finish_reason = entry
+        return Completion(content=content, finish_reason=finish_reason, prompt_tokens=100,
+                          completion_tokens=20, cached_tokens=0, reasoning_tokens=0,
+                          latency_ms=5, http_status=200)
+
+
+def submit(workflow: str, job_input: dict[str, Any], tenant: str = "default") -> Any:
+    """Store a job as the intake API does, without publishing it; return its id."""
+    from worker.db import session_scope
+    from worker.pipeline import store
+
+    with session_scope() as session:
+        return store.create_job(session, tenant, workflow, job_input, None).id
