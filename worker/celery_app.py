@@ -60,6 +60,12 @@ def _celery_settings() -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "task_default_queue": "sluice",
+        "beat_schedule": {
+            "requeue-stalled-jobs": {
+                "task": "sluice.requeue_stalled",
+                "schedule": get_settings().reconcile_every_s,
+            },
+        },
     }
 
 

@@ -44,9 +44,10 @@ class Settings(BaseSettings):
     worker_pool: str = Field(default="threads", description="Celery pool: threads or prefork.")
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     job_lease_s: int = Field(
-        default=600,
+        default=1200,
         ge=10,
-        description="How long a running job is owned by one worker before another may take it.",
+        description="How long a running job is owned by one worker before another may take "
+        "it; keep it above the task time limit (900 s) so a slow job is never run twice.",
     )
     max_attempts: int = Field(
         default=3, ge=1, le=20, description="Attempts per job before it goes to review."
@@ -58,6 +59,11 @@ class Settings(BaseSettings):
         description="Upper bound of one retry delay; kept far below the broker's "
         "visibility timeout so a delayed task is never delivered twice.",
     )
+    stalled_grace_s: float = Field(
+        default=60, gt=0,
+        description="Seconds a due job may wait without a worker before it is published again.",
+    )
+    reconcile_every_s: float = Field(default=30, gt=0)
     max_input_bytes: int = Field(default=256_000, ge=1_000)
     log_level: str = "INFO"
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from celery import Task
 
 from worker.celery_app import app
+from worker.db import session_scope
+from worker.pipeline import store
 from worker.pipeline.run import run_job as run_attempt
+from worker.settings import get_settings
+
+logger = logging.getLogger(__name__)
 
 
 @app.task(name="sluice.run_job", bind=True, max_retries=None)
@@ -18,5 +24,22 @@ def run_job(self: Task, job_id: str) -> None:
         raise self.retry(countdown=outcome.retry_in_s)
 
 
+@app.task(name="sluice.requeue_stalled")
+def requeue_stalled_task() -> int:
+    """Periodic: publish jobs that lost their task (Redis flushed, worker killed)."""
+    return requeue_stalled(get_settings().stalled_grace_s)
+
+
 def enqueue(job_id: uuid.UUID) -> None:
     run_job.delay(str(job_id))
+
+
+def requeue_stalled(grace_s: float) -> int:
+    with session_scope() as session:
+        job_ids = store.stalled_jobs(session, grace_s)
+    for job_id in job_ids:
+        enqueue(job_id)
+    if job_ids:
+        logger.info("requeued stalled jobs", extra={"action": "job.requeued",
+                                                    "count": len(job_ids)})
+    return len(job_ids)

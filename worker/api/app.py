@@ -98,8 +98,8 @@ def publish(job_id: uuid.UUID) -> bool:
     try:
         tasks.enqueue(job_id)
     except Exception:
-        # NOTE: the job stays in `received`; until a reconciler re-publishes such jobs,
-        # `sluice jobs requeue` is the way to resume them.
+        # The job stays `received`; the periodic `sluice.requeue_stalled` task publishes it
+        # once the broker is back.
         logger.exception("publishing job failed; it stays received",
                          extra={"action": "job.publish_failed", "job_id": str(job_id)})
         return False

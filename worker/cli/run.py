@@ -63,6 +63,8 @@ def api(
 def worker(
     pool: Annotated[str | None, typer.Option(help="threads, prefork or solo.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Jobs run at once.", min=1)] = None,
+    beat: Annotated[bool, typer.Option(
+        help="Also run the scheduler that requeues stalled jobs (one per deployment).")] = False,
 ) -> None:
     """Start a Celery worker that runs jobs from the queue."""
     from worker.celery_app import app as celery_app
@@ -78,6 +80,7 @@ def worker(
         "--queues=sluice",
         "--without-mingle",
         "--without-gossip",
+        *(["--beat", f"--schedule={settings.data_dir / 'beat-schedule'}"] if beat else []),
     ])
 
 

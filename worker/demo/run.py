@@ -104,7 +104,7 @@ def _start_children(children: Children, console: Console) -> bool:
     os.environ["SLUICE_API_PORT"] = str(api_port)
     get_settings.cache_clear()
     children.start("api", "api", "--port", str(api_port))
-    children.start("worker", "worker")
+    children.start("worker", "worker", "--beat")
     children.wait_http("api", f"http://127.0.0.1:{api_port}/readyz")
     console.print(f"API on 127.0.0.1:{api_port}, worker started")
     return simulated

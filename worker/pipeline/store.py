@@ -189,18 +189,16 @@ def total_cost(session: Session, job_id: uuid.UUID) -> Decimal:
     return Decimal(value or 0)
 
 
-def stalled_jobs(session: Session, older_than_s: float) -> list[uuid.UUID]:
-    """Return jobs waiting in received or queued longer than `older_than_s` and due now.
 
-    Publishing one of them twice is harmless: only one delivery can claim it.
+def stalled_jobs(session: Session, grace_s: float) -> list[uuid.UUID]:
+    """Return jobs that should be running but that no live task seems to carry.
+
+    These are jobs waiting in received or queued for `grace_s` past the time they became
+    due, and running jobs whose lease expired (their worker died). Publishing one of them
+    twice is harmless, because only one delivery can claim it.
     """
     now = utcnow()
-    cutoff = now - timedelta(seconds=older_than_s)
-    rows = session.scalars(
-        select(Job.id).where(
-            Job.state.in_(CLAIMABLE),
-            Job.updated_at < cutoff,
-            or_(Job.not_before.is_(None), Job.not_before <= now),
-        )
-    )
-    return list(rows)
+    cutoff = now - timedelta(seconds=grace_s)
+    waiting = Job.state.in_(CLAIMABLE) & (func.coalesce(Job.not_before, Job.updated_at) < cutoff)
+    orphaned = (Job.state == JobState.RUNNING) & (Job.lease_expires_at < now)
+    return list(session.scalars(select(Job.id).where(waiting | orphaned).limit(1000)))
