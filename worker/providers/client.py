@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
 import openai
 
 from worker.config import ModelConfig, ProviderConfig
@@ -81,10 +80,11 @@ class OpenAICompatibleClient:
         client = self._client(provider_key, provider)
         started = time.perf_counter()
         try:
-            raw = client.chat.completions.with_raw_response.create(
+            # The SDK types messages and formats as TypedDicts; plain dicts are what it sends.
+            raw = client.chat.completions.with_raw_response.create(  # type: ignore[call-overload]
                 model=model.name,
-                messages=messages,  # type: ignore[arg-type]
-                response_format=response_format,  # type: ignore[arg-type]
+                messages=messages,
+                response_format=response_format,
                 max_tokens=max_tokens,
                 temperature=temperature,
             )
@@ -96,7 +96,7 @@ class OpenAICompatibleClient:
 
 
 def _to_completion(
-    completion: Any, response: httpx.Response, latency_ms: int, provider_key: str, model: str
+    completion: Any, response: Any, latency_ms: int, provider_key: str, model: str
 ) -> Completion:
     choices = getattr(completion, "choices", None)
     if not choices:
@@ -150,7 +150,8 @@ def translate_error(exc: openai.APIError, provider_key: str, model: str) -> Prov
                          kind="malformed_response", transient=True, **common)
 
 
-def _retry_after_s(response: httpx.Response) -> float | None:
+def _retry_after_s(response: Any) -> float | None:
+    """Read `retry-after-ms` or `retry-after` (seconds) from an error response."""
     value = response.headers.get("retry-after-ms")
     if value is not None:
         try:
