@@ -76,7 +76,7 @@ def overheads_ms(job_ids: list[uuid.UUID]) -> list[float]:
     with session_scope() as session:
         provider_ms = dict(session.execute(
             select(LLMCall.job_id, func.sum(LLMCall.latency_ms))
-            .where(LLMCall.job_id.in_(job_ids)).group_by(LLMCall.job_id)).tuples().all())
+            .where(LLMCall.job_id.in_(job_ids)).group_by(LLMCall.job_id)).all())
         spans = session.execute(
             select(Job.id, Job.started_at, Job.finished_at).where(Job.id.in_(job_ids))).all()
     return [

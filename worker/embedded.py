@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,11 @@ def start_postgres(data_dir: Path) -> tuple[str, Any]:
     import pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime folder it does not use for its socket;
+        # without XDG_RUNTIME_DIR (containers, CI) that prints a harmless warning.
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
     socket_dir = data_dir / "postgres"
     server.psql("SELECT 1;")
     exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'sluice';")

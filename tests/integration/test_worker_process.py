@@ -53,7 +53,7 @@ def wait_settled(job_ids: list[uuid.UUID], timeout_s: float = 60) -> dict[uuid.U
     while True:
         with session_scope() as session:
             states = dict(session.execute(
-                select(Job.id, Job.state).where(Job.id.in_(job_ids))).tuples().all())
+                select(Job.id, Job.state).where(Job.id.in_(job_ids))).all())
         if all(state in SETTLED for state in states.values()) or time.monotonic() > deadline:
             return states
         time.sleep(0.2)

@@ -41,7 +41,7 @@ def load_samples(per_dataset: int) -> list[dict[str, Any]]:
         text = resources.files("worker").joinpath(f"demo_data/{filename}").read_text("utf-8")
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         for row in rows[:per_dataset or None]:
-            samples.append({"workflow": workflow, "dataset": filename.split(".")[0], **row})
+            samples.append({**row, "workflow": workflow, "source": filename.split(".")[0]})
     return samples
 
 

@@ -72,7 +72,7 @@ def _score(session: Any, samples: list[dict[str, Any]], job_ids: list[uuid.UUID]
         if "fields" in sample:
             score_document(scores, sample["fields"], record)
         else:
-            score_ticket(scores, sample["dataset"], sample["labels"], record)
+            score_ticket(scores, sample["source"], sample["labels"], record)
     return scores
 
 
