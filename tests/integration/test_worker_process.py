@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -84,3 +85,33 @@ def test_worker_process_runs_published_jobs(
         calls = session.scalar(select(func.count()).select_from(LLMCall)
                                .where(LLMCall.job_id.in_(job_ids), LLMCall.http_status == 200))
         assert calls >= len(job_ids)
+
+
+def test_jobs_survive_a_flushed_broker(sluice_env: dict[str, str], tmp_path: Path) -> None:
+    with TestClient(create_app()) as api:
+        job_ids = [
+            uuid.UUID(api.post("/v1/jobs", json={
+                "workflow": "support_tickets", "input": {"text": text}}).json()["id"])
+            for text in TICKETS
+        ]
+    redis.Redis.from_url(sluice_env["SLUICE_REDIS_URL"]).flushdb()
+
+    env = {**os.environ, **sluice_env, "SLUICE_DATA_DIR": str(tmp_path),
+           "SLUICE_STALLED_GRACE_S": "0.5", "SLUICE_RECONCILE_EVERY_S": "1"}
+    log = (tmp_path / "worker.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "worker", "--concurrency", "2", "--beat"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        states = wait_settled(job_ids)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        log.close()
+
+    assert set(states.values()) <= SETTLED, (tmp_path / "worker.log").read_text()[-2000:]
+    with session_scope() as session:
+        attempts = session.scalar(select(func.count()).select_from(Attempt)
+                                  .where(Attempt.job_id.in_(job_ids)))
+    assert attempts == len(job_ids)
