@@ -16,13 +16,15 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from tests.support import ThreadedServer, recreate_database, use_settings
+from tests.support import ThreadedServer, drop_database, recreate_database, use_settings
 from worker import db
 from worker.settings import get_settings
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-LOCAL_REDIS = "redis://127.0.0.1:6379/15"
-TEST_DATABASE = "sluice_test"
+# Each run gets its own database and, on a shared Redis, one of the upper database
+# numbers, so two test runs on one machine rarely meet.
+TEST_DATABASE = f"sluice_test_{os.getpid()}"
+LOCAL_REDIS = f"redis://127.0.0.1:6379/{8 + os.getpid() % 8}"
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -72,7 +74,7 @@ def redis_url(embedded_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url(postgres_admin_url: str) -> str:
+def database_url(postgres_admin_url: str) -> Iterator[str]:
     """A migrated database shared by the run; `clean_db` empties it between tests."""
     from worker.migrate import upgrade
 
@@ -81,7 +83,9 @@ def database_url(postgres_admin_url: str) -> str:
     get_settings.cache_clear()
     db.dispose_engine()
     upgrade()
-    return url
+    yield url
+    db.dispose_engine()
+    drop_database(postgres_admin_url, TEST_DATABASE)
 
 
 @pytest.fixture

@@ -22,12 +22,14 @@ def _with_database(admin_url: str, name: str) -> str:
     return base + ("?" + query if query else "")
 
 
-def recreate_database(admin_url: str, name: str) -> str:
+def drop_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def recreate_database(admin_url: str, name: str) -> str:
+    drop_database(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return _with_database(admin_url, name)
 

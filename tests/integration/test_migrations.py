@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -8,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 import models
-from tests.support import recreate_database, use_settings
+from tests.support import drop_database, recreate_database, use_settings
 from worker import db
 from worker.migrate import downgrade, upgrade
 
@@ -17,10 +18,12 @@ from worker.migrate import downgrade, upgrade
 def empty_database(
     postgres_admin_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    url = recreate_database(postgres_admin_url, "sluice_migrations")
+    name = f"sluice_migrations_{os.getpid()}"
+    url = recreate_database(postgres_admin_url, name)
     use_settings(monkeypatch, database_url=url)
     yield url
     db.dispose_engine()
+    drop_database(postgres_admin_url, name)
 
 
 def _differences(url: str) -> list[object]:
