@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +46,12 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    daily_budget_usd: Mapped[Decimal | None] = mapped_column(
+        doc="Ceiling on LLM spend per UTC day; calls wait for the next day once it is reached."
+    )
+    monthly_budget_usd: Mapped[Decimal | None] = mapped_column(
+        doc="Ceiling on LLM spend per UTC calendar month."
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -67,6 +73,11 @@ class Job(Base):
         String(64), doc="Reason code of needs_review or failed."
     )
     attempt_count: Mapped[int] = mapped_column(default=0)
+    deferrals: Mapped[int] = mapped_column(
+        default=0,
+        doc="Attempts that ended waiting (rate limit, budget) rather than failing; they do "
+        "not count against max_attempts.",
+    )
     cost_usd: Mapped[Decimal] = mapped_column(default=Decimal(0))
     lease_expires_at: Mapped[datetime | None]
     not_before: Mapped[datetime | None] = mapped_column(
@@ -98,6 +109,9 @@ class Attempt(Base):
     )
     reason: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
+    route_log: Mapped[list[Any]] = mapped_column(
+        default=list, doc="Route events: model used per step, fallbacks, escalations, why."
+    )
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
@@ -111,11 +125,16 @@ class LLMCall(Base):
     """One request to a provider, priced and timed, whether it succeeded or not."""
 
     __tablename__ = "llm_calls"
-    __table_args__ = (Index("ix_llm_calls_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_llm_calls_created_at", "created_at"),
+        Index("ix_llm_calls_tenant_id_created_at", "tenant_id", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     attempt_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    workflow: Mapped[str] = mapped_column(String(100))
     purpose: Mapped[str] = mapped_column(String(32), doc="first, repair or escalation.")
     route_step: Mapped[int]
     provider: Mapped[str] = mapped_column(String(100))
@@ -126,11 +145,16 @@ class LLMCall(Base):
     prompt_tokens: Mapped[int] = mapped_column(default=0)
     completion_tokens: Mapped[int] = mapped_column(default=0)
     cached_tokens: Mapped[int] = mapped_column(default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(
+        default=0, doc="Part of completion_tokens, as OpenAI-compatible APIs report them."
+    )
+    max_tokens: Mapped[int | None] = mapped_column(doc="Output budget sent with the call.")
     latency_ms: Mapped[int] = mapped_column(default=0)
     http_status: Mapped[int | None]
     error_kind: Mapped[str | None] = mapped_column(String(64))
     validation_errors: Mapped[list[Any] | None]
     cost_usd: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    price_date: Mapped[date | None] = mapped_column(doc="Version of the price table used.")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     attempt: Mapped[Attempt] = relationship(back_populates="llm_calls")

@@ -13,6 +13,8 @@ import uvicorn
 
 from worker import config as config_module
 from worker import db
+from worker.pipeline.run import reset_services
+from worker.redis_client import reset_redis
 from worker.settings import get_settings
 
 
@@ -41,6 +43,8 @@ def use_settings(monkeypatch: pytest.MonkeyPatch, **values: Any) -> None:
     get_settings.cache_clear()
     config_module.get_config.cache_clear()
     db.dispose_engine()
+    reset_redis()
+    reset_services()
 
 
 class ThreadedServer:
@@ -87,7 +91,8 @@ class ScriptedClient:
                  response_format: Any, max_tokens: int, temperature: float) -> Any:
         from worker.providers import Completion
 
-        self.requests.append({"model": model.name, "messages": messages})
+        self.requests.append({"model": model.name, "messages": messages,
+                              "max_tokens": max_tokens})
         entry = self.script.pop(0)
         if isinstance(entry, Exception):
             raise entry
@@ -97,6 +102,14 @@ class ScriptedClient:
                           latency_ms=5, http_status=200)
 
 
+def scripted(script: list[Any]) -> tuple[ScriptedClient, Any]:
+    """Return a scripted client and pipeline services that use it and never sleep."""
+    from worker.pipeline.calls import Services
+
+    client = ScriptedClient(script)
+    return client, Services(client=client, sleep=lambda _: None, jitter=lambda: 0.0)
+
+
 def submit(workflow: str, job_input: dict[str, Any], tenant: str = "default") -> Any:
     """Store a job as the intake API does, without publishing it; return its id."""
     from worker.db import session_scope
@@ -104,3 +117,50 @@ def submit(workflow: str, job_input: dict[str, Any], tenant: str = "default") ->
 
     with session_scope() as session:
         return store.create_job(session, tenant, workflow, job_input, None).id
+
+
+class RoutedClient(ScriptedClient):
+    """A scripted client with one script per model name."""
+
+    def __init__(self, scripts: dict[str, list[Any]]) -> None:
+        super().__init__([])
+        self.scripts = {name: list(script) for name, script in scripts.items()}
+
+    def complete(self, provider_key: str, provider: Any, model: Any, messages: Any,
+                 response_format: Any, max_tokens: int, temperature: float) -> Any:
+        self.script = self.scripts[model.name]
+        try:
+            return super().complete(provider_key, provider, model, messages, response_format,
+                                    max_tokens, temperature)
+        finally:
+            self.scripts[model.name] = self.script
+
+
+FALLBACK_CONFIG = """
+[providers.backup]
+base_url = "http://127.0.0.1:9/v1"
+region = "local"
+simulated = true
+
+[models.backup-small]
+provider = "backup"
+name = "backup-small"
+context_window = 16384
+max_output_tokens = 1024
+input_usd_per_mtok = "0.20"
+output_usd_per_mtok = "0.80"
+price_date = 2026-11-01
+"""
+
+
+def write_config(directory: Any, extra: str = "", replace: dict[str, str] | None = None) -> Any:
+    """Write the bundled config plus `extra` TOML, with text replacements, to a file."""
+    from worker.config import default_config_path
+
+    text = default_config_path().read_text(encoding="utf-8")
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = directory / "sluice.toml"
+    path.write_text(text + extra, encoding="utf-8")
+    return path

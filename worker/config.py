@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
@@ -29,6 +30,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LimitsConfig(_Strict):
+    """A provider account's rate limits, shared by every worker that uses the account.
+
+    Both limits are token buckets refilled at `limit / 60` per second. A bucket holds at
+    most `burst_s` seconds of refill, so `request_burst_s = 1` enforces RPM per second, as
+    providers that quantise their limits do.
+    """
+
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    request_burst_s: float = Field(default=1.0, gt=0, le=60)
+    token_burst_s: float = Field(default=60.0, gt=0, le=60)
+    max_concurrency: int | None = Field(
+        default=None, gt=0, description="LLM calls in flight at once across all workers."
+    )
+
+
+class BreakerConfig(_Strict):
+    """When a provider counts as down: consecutive failures, then a pause before a probe."""
+
+    failures: int = Field(default=5, gt=0)
+    cooldown_s: float = Field(default=30.0, gt=0)
+
+
 class ProviderConfig(_Strict):
     """One provider account reached through an OpenAI-compatible base URL."""
 
@@ -42,6 +67,8 @@ class ProviderConfig(_Strict):
     simulated: bool = Field(
         default=False, description="True for the built-in simulator, which the demo starts."
     )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
 
     def api_key(self) -> str:
         """Return the key from the environment; local servers accept any non-empty key."""
@@ -61,6 +88,11 @@ class ModelConfig(_Strict):
     cached_input_usd_per_mtok: Decimal | None = Field(default=None, ge=0)
     output_usd_per_mtok: Decimal = Field(ge=0)
     price_date: date
+    tokenizer: str | None = Field(
+        default=None,
+        description="tiktoken encoding such as o200k_base; unset: known from the name, "
+        "else a conservative estimate.",
+    )
 
 
 class WorkflowConfig(_Strict):
@@ -68,6 +100,13 @@ class WorkflowConfig(_Strict):
 
     kind: WorkflowKind
     route: list[str] = Field(min_length=1, description="Model keys, cheapest first.")
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per route model: models to use instead when its provider fails.",
+    )
+    max_cost_usd: Decimal | None = Field(
+        default=None, gt=0, description="Ceiling on the price of all LLM calls of one job."
+    )
     categories: list[str] = Field(default_factory=list)
     intents: list[str] = Field(default_factory=list)
     temperature: float = Field(default=0.0, ge=0, le=2)
@@ -95,29 +134,53 @@ class SluiceConfig(_Strict):
                     f"(known: {', '.join(sorted(self.providers))})"
                 )
         for key, workflow in self.workflows.items():
-            for model_key in workflow.route:
-                if model_key not in self.models:
+            self._check_models(f"workflows.{key}.route", workflow.route)
+            for step, fallbacks in workflow.fallbacks.items():
+                if step not in workflow.route:
                     raise ValueError(
-                        f"workflows.{key}.route names {model_key!r}, which is not a key of "
-                        f"[models] (known: {', '.join(sorted(self.models))})"
+                        f"workflows.{key}.fallbacks has key {step!r}, which is not in "
+                        f"its route {workflow.route}"
                     )
+                self._check_models(f"workflows.{key}.fallbacks.{step}", fallbacks)
         return self
 
-    def route_models(self, workflow: str) -> list[tuple[str, ModelConfig, ProviderConfig]]:
-        """Return (model key, model, provider) for each step of a workflow's route."""
-        steps = []
-        for model_key in self.workflows[workflow].route:
-            model = self.models[model_key]
-            steps.append((model_key, model, self.providers[model.provider]))
-        return steps
+    def _check_models(self, where: str, model_keys: list[str]) -> None:
+        for model_key in model_keys:
+            if model_key not in self.models:
+                raise ValueError(
+                    f"{where} names {model_key!r}, which is not a key of [models] "
+                    f"(known: {', '.join(sorted(self.models))})"
+                )
+
+    def target(self, model_key: str) -> Target:
+        model = self.models[model_key]
+        return Target(model_key, model, self.providers[model.provider])
+
+    def route_steps(self, workflow: str) -> list[list[Target]]:
+        """Return, per route step, the step's model followed by its fallbacks."""
+        config = self.workflows[workflow]
+        return [
+            [self.target(key) for key in [step, *config.fallbacks.get(step, [])]]
+            for step in config.route
+        ]
 
     def uses_simulator(self) -> bool:
-        """Tell whether any workflow's route reaches a simulated provider."""
+        """Tell whether any workflow's route or fallback reaches a simulated provider."""
         return any(
-            provider.simulated
+            target.provider.simulated
             for workflow in self.workflows
-            for _, _, provider in self.route_models(workflow)
+            for step in self.route_steps(workflow)
+            for target in step
         )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model to call, with the provider that serves it."""
+
+    key: str
+    model: ModelConfig
+    provider: ProviderConfig
 
 
 def default_config_path() -> Path:
@@ -156,12 +219,22 @@ def load_config(path: Path, simulator_url: str | None = None) -> SluiceConfig:
 def _describe(path: Path, exc: ValidationError) -> str:
     lines = [f"config file {path} is invalid:"]
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        where = ".".join(str(part) for part in error["loc"])
         if error["type"] == "extra_forbidden":
             lines.append(f"  {where}: unknown key; remove it or check its spelling")
+        elif error["type"] == "missing":
+            lines.append(f"  {where}: required key is missing")
+        elif not where:
+            # Cross-reference checks name their keys in the message itself.
+            lines.append("  " + error["msg"].removeprefix("Value error, "))
         else:
-            lines.append(f"  {where}: {error['msg']} (got {error.get('input')!r})")
+            lines.append(f"  {where}: {error['msg']} (got {_short(error.get('input'))})")
     return "\n".join(lines)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ servers stop when the process that started them exits.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -60,12 +61,45 @@ def start_redis(data_dir: Path) -> tuple[str, Any]:
     return f"redis+socket://{server.socket_file}", server
 
 
+STATE_FILE = "services.json"
+
+
+def _running_services(data_dir: Path) -> dict[str, str] | None:
+    """Return the URLs of a `sluice services` process that still runs on this data folder."""
+    path = data_dir / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return {"database_url": state["database_url"], "redis_url": state["redis_url"]}
+
+
+def publish_services(services: EmbeddedServices, data_dir: Path) -> Path:
+    """Record this process's servers so that other commands reuse them instead of
+    starting (and later stopping) their own on the same files."""
+    path = data_dir.resolve() / STATE_FILE
+    path.write_text(json.dumps({"pid": os.getpid(), "database_url": services.database_url,
+                                "redis_url": services.redis_url}), encoding="utf-8")
+    return path
+
+
 def ensure_services() -> EmbeddedServices:
-    """Start embedded servers for every URL the settings leave unset and export the URLs."""
+    """Start embedded servers for every URL the settings leave unset and export the URLs.
+
+    When `sluice services` already runs on the same data folder, its servers are used
+    and left running.
+    """
     settings = get_settings()
     data_dir = settings.data_dir.resolve()
     handles: list[Any] = []
     started: list[str] = []
+    shared = _running_services(data_dir)
+    if shared is not None and not (settings.database_url and settings.redis_url):
+        os.environ.setdefault("SLUICE_DATABASE_URL", shared["database_url"])
+        os.environ.setdefault("SLUICE_REDIS_URL", shared["redis_url"])
+        get_settings.cache_clear()
+        settings = get_settings()
 
     database_url = settings.database_url
     if not database_url:

@@ -52,6 +52,24 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3, ge=1, le=20, description="Attempts per job before it goes to review."
     )
+    max_requests_per_job: int = Field(
+        default=16, ge=1, le=200,
+        description="Provider requests one job may make over all its attempts, whatever "
+        "layer retries; past it the job goes to review.",
+    )
+    call_attempts: int = Field(
+        default=3, ge=1, le=10,
+        description="Tries of one LLM call in place, on transient failures with short waits.",
+    )
+    in_place_max_wait_s: float = Field(
+        default=5.0, ge=0,
+        description="Longest wait a worker sleeps through while holding its slot; a longer "
+        "one (rate limit, Retry-After) gives the slot back and the job comes back later.",
+    )
+    budget_recheck_s: float = Field(
+        default=300, gt=0,
+        description="How often a job held by a spent tenant budget checks the budget again.",
+    )
     retry_base_delay_s: float = Field(default=2.0, gt=0)
     retry_max_delay_s: float = Field(
         default=60.0,
@@ -71,8 +89,7 @@ class Settings(BaseSettings):
     @classmethod
     def _known_pool(cls, value: str) -> str:
         if value not in {"threads", "prefork", "solo"}:
-            raise ValueError(f"SLUICE_WORKER_POOL={value!r} is not a pool Sluice runs on; "
-                             "use threads, prefork or solo")
+            raise ValueError("not a pool Sluice runs on; use threads, prefork or solo")
         return value
 
 

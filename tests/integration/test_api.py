@@ -12,7 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from models import Job, JobState
-from tests.support import ScriptedClient, use_settings
+from tests.support import scripted, use_settings
 from worker import tasks
 from worker.api import create_app
 from worker.db import session_scope
@@ -114,7 +114,7 @@ def test_finished_job_shows_its_record(api: TestClient) -> None:
     job_id = uuid.UUID(api.post("/v1/jobs", json=TICKET).json()["id"])
     answer = json.dumps({"category": "REFUND", "intent": "track_refund", "priority": "normal",
                          "language": "en", "summary": "Asks where the refund is."})
-    run_job(job_id, client=ScriptedClient([(answer, "stop")]))
+    run_job(job_id, services=scripted([(answer, "stop")])[1])
 
     body = api.get(f"/v1/jobs/{job_id}").json()
 
@@ -143,3 +143,57 @@ def test_job_stays_received_when_publishing_fails(
 def test_openapi_documents_the_job_endpoints(api: TestClient) -> None:
     paths = api.get("/openapi.json").json()["paths"]
     assert set(paths) >= {"/v1/jobs", "/v1/jobs/{job_id}"}
+
+
+def test_malformed_json_is_400_with_the_fix(api: TestClient) -> None:
+    response = api.post("/v1/jobs", content=b'{"workflow": "support_tickets",',
+                        headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert "not valid JSON" in error["message"]
+
+
+def test_non_json_content_type_is_415(api: TestClient) -> None:
+    response = api.post("/v1/jobs", content=b"workflow=support_tickets",
+                        headers={"content-type": "text/plain"})
+
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert "application/json" in response.json()["error"]["message"]
+
+
+def test_oversized_chunked_body_is_413(api: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"workflow": "support_tickets", "input": {"text": "'
+        for _ in range(300):
+            yield b"x" * 1000
+        yield b'"}}'
+
+    response = api.post("/v1/jobs", content=chunks(),
+                        headers={"content-type": "application/json"})
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_small_chunked_body_is_accepted(api: TestClient) -> None:
+    body = json.dumps(TICKET).encode()
+    response = api.post("/v1/jobs", content=iter([body[:20], body[20:]]),
+                        headers={"content-type": "application/json"})
+
+    assert response.status_code == 202
+
+
+def test_new_job_cost_reads_as_plain_zero(api: TestClient) -> None:
+    job_id = api.post("/v1/jobs", json=TICKET).json()["id"]
+
+    assert api.get(f"/v1/jobs/{job_id}").json()["cost_usd"] == "0"
+
+
+def test_invalid_request_message_gives_reasons(api: TestClient) -> None:
+    response = api.post("/v1/jobs", json={"workflow": "support_tickets", "input": "text"})
+
+    assert response.status_code == 422
+    assert "input:" in response.json()["error"]["message"]

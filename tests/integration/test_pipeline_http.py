@@ -11,7 +11,7 @@ from models import DocumentExtraction, Job, JobState, LLMCall, ReviewItem, Ticke
 from tests.support import submit, use_settings
 from worker.db import session_scope
 from worker.pipeline.run import run_job
-from worker.providers import OpenAICompatibleClient
+from worker.settings import get_settings
 
 NO_DATE_INVOICE = """\
                          Northwind Traders Ltd.
@@ -25,7 +25,7 @@ NO_DATE_INVOICE = """\
 def test_ticket_becomes_a_record(sluice_env: dict[str, str]) -> None:
     job_id = submit("support_tickets", {"text": "I want a refund for my last purchase"})
 
-    outcome = run_job(job_id, client=OpenAICompatibleClient())
+    outcome = run_job(job_id)
 
     assert outcome.state == JobState.SUCCEEDED
     with session_scope() as session:
@@ -42,7 +42,7 @@ def test_ticket_becomes_a_record(sluice_env: dict[str, str]) -> None:
 def test_unfixable_output_goes_to_review_with_context(sluice_env: dict[str, str]) -> None:
     job_id = submit("invoices", {"text": NO_DATE_INVOICE, "doc_type": "invoice"})
 
-    outcome = run_job(job_id, client=OpenAICompatibleClient())
+    outcome = run_job(job_id)
 
     assert outcome.state == JobState.NEEDS_REVIEW
     with session_scope() as session:
@@ -68,12 +68,12 @@ def test_unreachable_provider_schedules_a_retry(
     use_settings(monkeypatch, simulator_url=f"http://127.0.0.1:{closed_port}/v1")
     job_id = submit("support_tickets", {"text": "where is my order"})
 
-    outcome = run_job(job_id, client=OpenAICompatibleClient())
+    outcome = run_job(job_id)
 
     assert outcome.state == JobState.QUEUED
     assert outcome.retry_in_s is not None
     with session_scope() as session:
         job = session.get(Job, job_id)
         assert job is not None and job.state == JobState.QUEUED
-        [call] = session.scalars(select(LLMCall).where(LLMCall.job_id == job_id))
-        assert call.error_kind == "connection"
+        calls = session.scalars(select(LLMCall).where(LLMCall.job_id == job_id)).all()
+        assert [c.error_kind for c in calls] == ["connection"] * get_settings().call_attempts

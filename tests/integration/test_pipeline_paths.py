@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from models import Attempt, DocumentExtraction, Job, JobState, LLMCall, ReviewItem
 from models.base import utcnow
-from tests.support import ScriptedClient, submit
+from tests.support import scripted, submit
 from worker.db import session_scope
 from worker.errors import ProviderError
 from worker.pipeline import store
@@ -40,9 +40,9 @@ def calls_of(job_id: uuid.UUID) -> list[LLMCall]:
 
 def test_repair_turns_invalid_output_into_a_record(clean_db: str) -> None:
     job_id = submit("support_tickets", {"text": "cancel my order please"})
-    client = ScriptedClient([(BAD_TICKET, "stop"), (TICKET, "stop")])
+    client, client_services = scripted([(BAD_TICKET, "stop"), (TICKET, "stop")])
 
-    assert run_job(job_id, client=client).state == JobState.SUCCEEDED
+    assert run_job(job_id, services=client_services).state == JobState.SUCCEEDED
 
     assert [c.purpose for c in calls_of(job_id)] == ["first", "repair"]
     repair_prompt = client.requests[1]["messages"][-1]["content"]
@@ -52,9 +52,10 @@ def test_repair_turns_invalid_output_into_a_record(clean_db: str) -> None:
 
 def test_twice_invalid_output_escalates_to_next_model(clean_db: str) -> None:
     job_id = submit("support_tickets", {"text": "cancel my order please"})
-    client = ScriptedClient([(BAD_TICKET, "stop"), (BAD_TICKET, "stop"), (TICKET, "stop")])
+    client, client_services = scripted(
+        [(BAD_TICKET, "stop"), (BAD_TICKET, "stop"), (TICKET, "stop")])
 
-    assert run_job(job_id, client=client).state == JobState.SUCCEEDED
+    assert run_job(job_id, services=client_services).state == JobState.SUCCEEDED
 
     assert [r["model"] for r in client.requests] == ["sim-small", "sim-small", "sim-large"]
     assert [c.purpose for c in calls_of(job_id)] == ["first", "repair", "escalation"]
@@ -62,9 +63,9 @@ def test_twice_invalid_output_escalates_to_next_model(clean_db: str) -> None:
 
 def test_invalid_output_everywhere_ends_in_review_without_record(clean_db: str) -> None:
     job_id = submit("invoices", {"text": "Invoice 7 from Acme GmbH, total EUR 10.00"})
-    client = ScriptedClient([(NO_DATE_INVOICE, "stop")] * 4)
+    _client, client_services = scripted([(NO_DATE_INVOICE, "stop")] * 4)
 
-    assert run_job(job_id, client=client).state == JobState.NEEDS_REVIEW
+    assert run_job(job_id, services=client_services).state == JobState.NEEDS_REVIEW
 
     with session_scope() as session:
         item = session.scalar(select(ReviewItem).where(ReviewItem.job_id == job_id))
@@ -78,7 +79,7 @@ def test_invalid_output_everywhere_ends_in_review_without_record(clean_db: str) 
 
 def test_every_call_is_priced_into_the_job(clean_db: str) -> None:
     job_id = submit("support_tickets", {"text": "cancel my order please"})
-    run_job(job_id, client=ScriptedClient([(BAD_TICKET, "stop"), (TICKET, "stop")]))
+    run_job(job_id, services=scripted([(BAD_TICKET, "stop"), (TICKET, "stop")])[1])
 
     calls = calls_of(job_id)
     assert all(c.cost_usd > 0 for c in calls)
@@ -87,10 +88,22 @@ def test_every_call_is_priced_into_the_job(clean_db: str) -> None:
 
 def test_truncated_output_is_not_accepted(clean_db: str) -> None:
     job_id = submit("support_tickets", {"text": "cancel my order please"})
-    client = ScriptedClient([(TICKET, "length"), (TICKET, "length")])
+    client, client_services = scripted([(TICKET, "length")] * 4)
 
-    assert run_job(job_id, client=client).state == JobState.NEEDS_REVIEW
+    assert run_job(job_id, services=client_services).state == JobState.NEEDS_REVIEW
     assert job_row(job_id).reason == "truncated"
+    budgets = [(r["model"], r["max_tokens"]) for r in client.requests]
+    assert budgets == [("sim-small", 1024), ("sim-small", 2048),
+                       ("sim-large", 2048), ("sim-large", 4096)]
+
+
+def test_cut_off_answer_retried_with_larger_budget(clean_db: str) -> None:
+    job_id = submit("support_tickets", {"text": "cancel my order please"})
+    _client, client_services = scripted([(TICKET[:40], "length"), (TICKET, "stop")])
+
+    assert run_job(job_id, services=client_services).state == JobState.SUCCEEDED
+    assert [c.purpose for c in calls_of(job_id)] == ["first", "larger_output"]
+    assert [c.max_tokens for c in calls_of(job_id)] == [1024, 2048]
 
 
 def test_transient_error_requeues_with_delay(clean_db: str) -> None:
@@ -98,25 +111,27 @@ def test_transient_error_requeues_with_delay(clean_db: str) -> None:
     error = ProviderError("boom", kind="server_error", transient=True, provider="simulator",
                           model="sim-small", status=503)
 
-    outcome = run_job(job_id, client=ScriptedClient([error]))
+    outcome = run_job(job_id, services=scripted([error] * 3)[1])
 
     assert outcome.state == JobState.QUEUED
-    assert outcome.retry_in_s == get_settings().retry_base_delay_s
+    # With zero jitter the first delay is half the base delay.
+    assert outcome.retry_in_s == get_settings().retry_base_delay_s / 2
     job = job_row(job_id)
     assert job.state == JobState.QUEUED
     assert job.not_before is not None
-    failed = calls_of(job_id)[0]
-    assert failed.error_kind == "server_error"
-    assert failed.http_status == 503
+    calls = calls_of(job_id)
+    assert len(calls) == get_settings().call_attempts
+    assert {c.error_kind for c in calls} == {"server_error"}
+    assert {c.http_status for c in calls} == {503}
 
 
 def test_early_redelivery_waits_for_not_before(clean_db: str) -> None:
     job_id = submit("support_tickets", {"text": "cancel my order please"})
     error = ProviderError("boom", kind="timeout", transient=True, provider="simulator",
                           model="sim-small")
-    run_job(job_id, client=ScriptedClient([error]))
+    run_job(job_id, services=scripted([error] * 3)[1])
 
-    early = run_job(job_id, client=ScriptedClient([]))
+    early = run_job(job_id, services=scripted([])[1])
 
     assert early.retry_in_s is not None and early.retry_in_s > 0
     assert job_row(job_id).attempt_count == 1
@@ -129,7 +144,7 @@ def test_transient_errors_until_last_attempt_go_to_review(clean_db: str) -> None
     for _ in range(get_settings().max_attempts):
         with session_scope() as session:
             session.execute(update(Job).where(Job.id == job_id).values(not_before=None))
-        outcome = run_job(job_id, client=ScriptedClient([error]))
+        outcome = run_job(job_id, services=scripted([error] * 3)[1])
 
     assert outcome.state == JobState.NEEDS_REVIEW
     assert job_row(job_id).reason == "provider_exhausted"
@@ -137,10 +152,10 @@ def test_transient_errors_until_last_attempt_go_to_review(clean_db: str) -> None
 
 def test_settled_job_is_not_run_again(clean_db: str) -> None:
     job_id = submit("support_tickets", {"text": "cancel my order please"})
-    run_job(job_id, client=ScriptedClient([(TICKET, "stop")]))
+    run_job(job_id, services=scripted([(TICKET, "stop")])[1])
 
-    second = ScriptedClient([(TICKET, "stop")])
-    assert run_job(job_id, client=second).state == JobState.SUCCEEDED
+    second, second_services = scripted([(TICKET, "stop")])
+    assert run_job(job_id, services=second_services).state == JobState.SUCCEEDED
     assert second.requests == []
     assert job_row(job_id).attempt_count == 1
 
@@ -183,7 +198,7 @@ def test_job_whose_workers_keep_dying_goes_to_review(clean_db: str) -> None:
             session.execute(update(Job).where(Job.id == job_id)
                             .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
 
-    outcome = run_job(job_id, client=ScriptedClient([]))
+    outcome = run_job(job_id, services=scripted([])[1])
 
     assert outcome.state == JobState.NEEDS_REVIEW
     assert job_row(job_id).reason == "attempts_exhausted"
@@ -192,5 +207,5 @@ def test_job_whose_workers_keep_dying_goes_to_review(clean_db: str) -> None:
 def test_unknown_workflow_fails_the_job(clean_db: str) -> None:
     job_id = submit("retired_workflow", {"text": "hello"})
 
-    assert run_job(job_id, client=ScriptedClient([])).state == JobState.FAILED
+    assert run_job(job_id, services=scripted([])[1]).state == JobState.FAILED
     assert job_row(job_id).reason == "not_runnable"

@@ -13,7 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models import Job, ReviewItem
 from worker import tasks
-from worker.api.errors import PayloadTooLargeError, error_response, install_error_handlers
+from worker.api.errors import (
+    error_response,
+    install_error_handlers,
+    too_large_response,
+    unsupported_media_response,
+)
 from worker.api.schemas import JobAccepted, JobCreate, JobPublic, ReviewSummary
 from worker.config import get_config
 from worker.db import session_scope
@@ -27,35 +32,61 @@ logger = logging.getLogger(__name__)
 DEFAULT_TENANT = "default"
 
 
-class BodySizeLimit:
-    """Reject bodies over the limit while they stream in, before anything parses them."""
+class BodyGuard:
+    """Check a request body's type and size before anything parses it.
+
+    A body without Content-Length (chunked) is read here up to the limit and replayed to
+    the application, so an oversized stream gets a 413 like a declared one.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if (scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH")
+                or not scope["path"].startswith("/v1/")):
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            response = error_response(413, "payload_too_large",
-                                      f"request body is {int(declared)} bytes; the limit is "
-                                      f"{self.limit} bytes; send a smaller input")
-            await response(scope, receive, send)
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            await unsupported_media_response(content_type)(scope, receive, send)
             return
-        received = 0
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.limit:
+                await too_large_response(int(declared), self.limit)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        await self._buffered(scope, receive, send)
 
-        async def counting_receive() -> Message:
-            nonlocal received
+    async def _buffered(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise PayloadTooLargeError(received, self.limit)
-            return message
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await too_large_response(f"more than {self.limit}", self.limit)(
+                    scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
 
-        await self.app(scope, counting_receive, send)
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def create_app() -> FastAPI:
@@ -66,7 +97,7 @@ def create_app() -> FastAPI:
         "their state and validated results.",
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, limit=get_settings().max_input_bytes)
+    app.add_middleware(BodyGuard, limit=get_settings().max_input_bytes)
 
     app.post("/v1/jobs", status_code=202, response_model=JobAccepted,
              responses={422: {"description": "Invalid workflow or input"},

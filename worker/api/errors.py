@@ -29,15 +29,36 @@ class PayloadTooLargeError(Exception):
         super().__init__(f"request body is {size} bytes; the limit is {limit} bytes")
 
 
+def too_large_response(size: int | str, limit: int) -> JSONResponse:
+    return error_response(413, "payload_too_large",
+                          f"request body is {size} bytes; the limit is {limit} bytes; "
+                          "send a smaller input")
+
+
+def unsupported_media_response(content_type: str) -> JSONResponse:
+    return error_response(415, "unsupported_media_type",
+                          f"Content-Type {content_type or '(none)'!r} is not accepted; send "
+                          "the job as JSON with Content-Type: application/json")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e["type"] == "json_invalid" for e in errors):
+            position = errors[0]["loc"][-1]
+            return error_response(
+                400, "invalid_json",
+                f"request body is not valid JSON (error at character {position}); send one "
+                "JSON object with Content-Type: application/json",
+            )
         details = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
-            for e in exc.errors()
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+             "message": e["msg"]}
+            for e in errors
         ]
-        fields = ", ".join(d["field"] or "body" for d in details)
-        return error_response(422, "invalid_request", f"request is invalid at: {fields}",
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return error_response(422, "invalid_request", f"request is invalid: {summary}",
                               details)
 
     @app.exception_handler(InvalidInputError)
@@ -53,10 +74,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(JobNotFoundError)
     async def _job_not_found(_: Request, exc: JobNotFoundError) -> JSONResponse:
         return error_response(404, "job_not_found", str(exc))
-
-    @app.exception_handler(PayloadTooLargeError)
-    async def _too_large(_: Request, exc: PayloadTooLargeError) -> JSONResponse:
-        return error_response(413, "payload_too_large", f"{exc}; send a smaller input")
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

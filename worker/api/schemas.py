@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 
 class JobCreate(BaseModel):
@@ -23,7 +23,11 @@ class JobCreate(BaseModel):
     )
 
     workflow: str = Field(min_length=1, max_length=100, description="A configured workflow.")
-    input: dict[str, Any] = Field(description="The workflow's input, such as {'text': ...}.")
+    input: dict[str, Any] = Field(description=(
+        "The workflow's input. Ticket classification: `text` (1-20,000 characters) and "
+        "optional `subject`. Document extraction: `text` (1-200,000 characters, such as "
+        "`pdftotext -layout` output) and optional `doc_type` (invoice, receipt, contract)."
+    ))
     external_id: str | None = Field(
         default=None, max_length=200, description="The caller's own id, echoed back."
     )
@@ -51,8 +55,12 @@ class JobPublic(BaseModel):
     state: str
     reason: str | None
     attempts: int
-    cost_usd: Decimal
+    cost_usd: Decimal = Field(description="Price of every LLM call of the job so far, in USD.")
     created_at: datetime
     finished_at: datetime | None
     result: dict[str, Any] | None = Field(description="The validated record once succeeded.")
     review: ReviewSummary | None = None
+
+    @field_serializer("cost_usd")
+    def _plain_decimal(self, value: Decimal) -> str:
+        return format(value.normalize(), "f")

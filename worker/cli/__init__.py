@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError
 
+from worker.cli.costs import costs, tenants_app
 from worker.cli.jobs import jobs_app
 from worker.cli.run import register_run_commands
 from worker.errors import SluiceError
@@ -15,9 +17,12 @@ app = typer.Typer(
     help="Run business LLM workflows reliably: intake API, workers, simulator and demo.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 register_run_commands(app)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(tenants_app, name="tenants")
+app.command()(costs)
 
 
 def main() -> None:
@@ -26,3 +31,16 @@ def main() -> None:
     except SluiceError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except ValidationError as exc:
+        typer.echo(f"error: {describe_settings_error(exc)}", err=True)
+        sys.exit(2)
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """Name each invalid SLUICE_* variable with the value it had and what is wrong."""
+    lines = ["invalid settings:"]
+    for error in exc.errors():
+        variable = "SLUICE_" + "_".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"  {variable}={error.get('input')!r}: {message}")
+    return "\n".join(lines)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-jobs_app = typer.Typer(help="Inspect and requeue jobs.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Operate on jobs: requeue the stalled ones.", no_args_is_help=True)
 
 
 @jobs_app.command("requeue")

@@ -8,7 +8,21 @@ from typing import Annotated
 
 import typer
 
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
+
+
+def check_startup(needs_redis: bool = False) -> Settings:
+    """Fail before serving anything when settings, config file or URLs are wrong."""
+    from worker.celery_app import broker_url
+    from worker.config import get_config
+    from worker.db import database_url
+
+    settings = get_settings()
+    get_config()
+    database_url()
+    if needs_redis:
+        broker_url()
+    return settings
 
 
 def register_run_commands(app: typer.Typer) -> None:
@@ -27,8 +41,10 @@ def demo(
     timeout_s: Annotated[float, typer.Option(help="Seconds to wait for every job.")] = 600,
 ) -> None:
     """Run the pipeline end to end on bundled real tickets and invoices, then summarise."""
+    from worker.config import get_config
     from worker.demo.run import run_demo
 
+    get_config()
     raise typer.Exit(run_demo(json_output=json_output, per_dataset=per_dataset,
                               timeout_s=timeout_s))
 
@@ -54,7 +70,7 @@ def api(
     from worker.api import create_app
     from worker.logs import configure_logging
 
-    settings = get_settings()
+    settings = check_startup()
     configure_logging(settings.log_level)
     uvicorn.run(create_app(), host=host or settings.api_host, port=port or settings.api_port,
                 log_config=None, access_log=False)
@@ -70,7 +86,7 @@ def worker(
     from worker.celery_app import app as celery_app
     from worker.logs import configure_logging
 
-    settings = get_settings()
+    settings = check_startup(needs_redis=True)
     configure_logging(settings.log_level)
     celery_app.worker_main([
         "worker",
@@ -87,26 +103,82 @@ def worker(
 def simulator(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one.")] = None,
-    latency_ms: Annotated[float, typer.Option(help="Delay added to every answer.")] = 0.0,
+    latency_ms: Annotated[float, typer.Option(
+        help="Delay added to every response, in ms.", min=0)] = 0.0,
+    rpm: Annotated[int | None, typer.Option(
+        help="Requests per minute; unlimited when unset.", min=1)] = None,
+    tpm: Annotated[int | None, typer.Option(
+        help="Tokens per minute; unlimited when unset.", min=1)] = None,
+    request_burst_s: Annotated[float, typer.Option(
+        help="Capacity of the request bucket in seconds of RPM (at least 1 request).")] = 1.0,
+    token_burst_s: Annotated[float, typer.Option(
+        help="Capacity of the token bucket in seconds of TPM.")] = 60.0,
+    fault_seed: Annotated[int, typer.Option(help="Seed of the RNG that draws faults.")] = 0,
+    server_error_rate: Annotated[float, typer.Option(
+        help="Share of admitted requests that get HTTP 500 or 503.", min=0, max=1)] = 0.0,
+    slow_rate: Annotated[float, typer.Option(
+        help="Share of admitted requests delayed by --slow-ms.", min=0, max=1)] = 0.0,
+    slow_ms: Annotated[float, typer.Option(
+        help="Extra delay of a slow response, in ms.", min=0)] = 3000.0,
+    stall_rate: Annotated[float, typer.Option(
+        help="Share of admitted requests that hold the connection for --stall-s.",
+        min=0, max=1)] = 0.0,
+    stall_s: Annotated[float, typer.Option(
+        help="Time a stalled request holds the connection before its response, in s.",
+        min=0)] = 120.0,
+    error_in_200_rate: Annotated[float, typer.Option(
+        help="Share of admitted requests that get HTTP 200 with an error body.",
+        min=0, max=1)] = 0.0,
+    truncated_rate: Annotated[float, typer.Option(
+        help="Share of admitted requests whose JSON is cut mid-way.", min=0, max=1)] = 0.0,
+    malformed_json_rate: Annotated[float, typer.Option(
+        help="Share of admitted requests that get prose in place of JSON.",
+        min=0, max=1)] = 0.0,
+    schema_violation_rate: Annotated[float, typer.Option(
+        help="Share of admitted requests that get JSON breaking the output contract.",
+        min=0, max=1)] = 0.0,
 ) -> None:
-    """Serve the OpenAI-compatible simulator with its rule-based stand-in model."""
+    """Serve the OpenAI-compatible simulator with its rule-based stand-in model.
+
+    Rate limits work as OpenAI's do; fault rates must add up to at most 1.
+    """
+    from pydantic import ValidationError
+
     from worker.logs import configure_logging
     from worker.simulator import SimulatorSettings
     from worker.simulator.server import serve
 
+    try:
+        simulator_settings = SimulatorSettings(
+            latency_ms=latency_ms, rpm=rpm, tpm=tpm, request_burst_s=request_burst_s,
+            token_burst_s=token_burst_s, fault_seed=fault_seed,
+            server_error_rate=server_error_rate, slow_rate=slow_rate, slow_ms=slow_ms,
+            stall_rate=stall_rate, stall_s=stall_s, error_in_200_rate=error_in_200_rate,
+            truncated_rate=truncated_rate, malformed_json_rate=malformed_json_rate,
+            schema_violation_rate=schema_violation_rate,
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = "--" + "-".join(str(part) for part in error["loc"]).replace("_", "-")
+            where = f"{field}: " if error["loc"] else ""
+            # A ValueError from a validator keeps its own message, without Pydantic's prefix.
+            message = str(error.get("ctx", {}).get("error", error["msg"]))
+            typer.echo(f"invalid simulator option: {where}{message}", err=True)
+        raise typer.Exit(2) from exc
     settings = get_settings()
     configure_logging(settings.log_level)
     serve(host or settings.simulator_host, settings.simulator_port if port is None else port,
-          SimulatorSettings(latency_ms=latency_ms))
+          simulator_settings)
 
 
 def services() -> None:
     """Start embedded Postgres and Redis for unset URLs, print the URLs, run until Ctrl-C."""
-    from worker.embedded import ensure_services
+    from worker.embedded import ensure_services, publish_services
     from worker.migrate import upgrade
 
     running = ensure_services()
     upgrade()
+    state_file = publish_services(running, get_settings().data_dir)
     typer.echo(f"export SLUICE_DATABASE_URL='{running.database_url}'")
     typer.echo(f"export SLUICE_REDIS_URL='{running.redis_url}'")
     typer.echo("# embedded services run until this command stops (Ctrl-C)", err=True)
@@ -117,4 +189,5 @@ def services() -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        state_file.unlink(missing_ok=True)
         running.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -72,9 +71,11 @@ def claim(
     due = or_(Job.not_before.is_(None), Job.not_before <= now)
     row = session.execute(
         update(Job)
-        .where(Job.id == job_id, claimable, due, Job.attempt_count < max_attempts)
+        .where(Job.id == job_id, claimable, due,
+               Job.attempt_count - Job.deferrals < max_attempts)
         .values(
             state=JobState.RUNNING,
+            reason=None,
             attempt_count=Job.attempt_count + 1,
             lease_expires_at=now + timedelta(seconds=lease_s),
             started_at=func.coalesce(Job.started_at, now),
@@ -103,7 +104,8 @@ def _why_not_claimed(
     lease_over = job.state == JobState.RUNNING and (
         job.lease_expires_at is None or job.lease_expires_at < now
     )
-    exhausted = job.attempt_count >= max_attempts and (job.state in CLAIMABLE or lease_over)
+    failed = job.attempt_count - job.deferrals
+    exhausted = failed >= max_attempts and (job.state in CLAIMABLE or lease_over)
     return NotClaimed(job.state, attempts_exhausted=exhausted)
 
 
@@ -123,7 +125,7 @@ def _owned(claim: Claim) -> Any:
 
 def finish(
     session: Session, claim: Claim, state: JobState, outcome: str, reason: str | None,
-    detail: str | None = None,
+    detail: str | None = None, route_log: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Move an owned job to a settled state and close the attempt; False if not owned."""
     now = utcnow()
@@ -136,23 +138,33 @@ def finish(
     ).first()
     if result is None:
         return False
-    _close_attempt(session, claim, outcome, reason, detail, now)
+    _close_attempt(session, claim, outcome, reason, detail, now, route_log)
     return True
 
 
-def requeue(session: Session, claim: Claim, reason: str, delay_s: float, detail: str) -> bool:
-    """Give the job back to the queue, due again after `delay_s`; False if not owned."""
+def requeue(
+    session: Session, claim: Claim, reason: str, delay_s: float, detail: str,
+    route_log: list[dict[str, Any]] | None = None, *, deferred: bool = False,
+) -> bool:
+    """Give the job back to the queue, due again after `delay_s`; False if not owned.
+
+    A deferred attempt (rate limit, spent budget) waited rather than failed, so it does
+    not count against max_attempts, and the job's reason says what it waits for.
+    """
     now = utcnow()
+    values: dict[str, Any] = {
+        "state": JobState.QUEUED, "reason": reason if deferred else None, "updated_at": now,
+        "lease_expires_at": None, "not_before": now + timedelta(seconds=delay_s),
+    }
+    if deferred:
+        values["deferrals"] = Job.deferrals + 1
     result = session.execute(
-        update(Job)
-        .where(_owned(claim))
-        .values(state=JobState.QUEUED, reason=None, updated_at=now, lease_expires_at=None,
-                not_before=now + timedelta(seconds=delay_s))
-        .returning(Job.id)
+        update(Job).where(_owned(claim)).values(**values).returning(Job.id)
     ).first()
     if result is None:
         return False
-    _close_attempt(session, claim, "retry", reason, detail, now)
+    outcome = "deferred" if deferred else "retry"
+    _close_attempt(session, claim, outcome, reason, detail, now, route_log)
     return True
 
 
@@ -174,19 +186,20 @@ def settle_exhausted(session: Session, job_id: uuid.UUID, reason: str) -> bool:
 
 def _close_attempt(
     session: Session, claim: Claim, outcome: str, reason: str | None, detail: str | None,
-    now: datetime,
+    now: datetime, route_log: list[dict[str, Any]] | None = None,
 ) -> None:
     session.execute(
         update(Attempt)
         .where(Attempt.id == claim.attempt_id)
-        .values(outcome=outcome, reason=reason, detail=detail, finished_at=now)
+        .values(outcome=outcome, reason=reason, detail=detail, finished_at=now,
+                route_log=route_log or [])
     )
 
 
-def total_cost(session: Session, job_id: uuid.UUID) -> Decimal:
-    value = session.scalar(select(func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(
-        LLMCall.job_id == job_id))
-    return Decimal(value or 0)
+def request_count(session: Session, job_id: uuid.UUID) -> int:
+    """Return the provider requests the job made so far, over all its attempts."""
+    return int(session.scalar(
+        select(func.count()).select_from(LLMCall).where(LLMCall.job_id == job_id)) or 0)
 
 
 

@@ -1,0 +1,148 @@
+"""The shared rate limiter and circuit breaker against a real Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from worker.breaker import CircuitBreaker
+from worker.config import BreakerConfig, LimitsConfig
+from worker.ratelimit import RateLimiter, RequestTooLargeError
+from worker.redis_client import client_url
+
+
+@pytest.fixture
+def client(clean_redis: str) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(client_url(clean_redis))
+    yield connection
+    connection.close()
+
+
+def test_requests_are_quantised_per_second(client: redis.Redis) -> None:
+    limiter = RateLimiter(client)
+    limits = LimitsConfig(requests_per_minute=120)
+
+    grants = [limiter.acquire("p", limits, 10) for _ in range(3)]
+
+    assert [g.granted for g in grants] == [True, True, False]
+    assert grants[2].binding == "requests"
+    assert 0 < grants[2].wait_s <= 0.5
+
+
+def test_tokens_and_requests_are_reserved_together(client: redis.Redis) -> None:
+    limiter = RateLimiter(client)
+    limits = LimitsConfig(requests_per_minute=6000, tokens_per_minute=6000)
+
+    assert limiter.acquire("p", limits, 5000).granted
+    refused = limiter.acquire("p", limits, 2000)
+
+    assert not refused.granted
+    assert refused.binding == "tokens"
+    assert 9 < refused.wait_s <= 10.1
+    assert limiter.state("p")["req"] > 98
+
+
+def test_reconcile_returns_unused_tokens(client: redis.Redis) -> None:
+    limiter = RateLimiter(client)
+    limits = LimitsConfig(tokens_per_minute=6000)
+    limiter.acquire("p", limits, 5000)
+
+    limiter.reconcile("p", limits, reserved=5000, used=1000)
+
+    assert limiter.acquire("p", limits, 4500).granted
+
+
+def test_headers_only_lower_the_bucket(client: redis.Redis) -> None:
+    limiter = RateLimiter(client)
+    limits = LimitsConfig(requests_per_minute=6000, tokens_per_minute=60000)
+    limiter.acquire("p", limits, 100)
+
+    limiter.correct("p", {"x-ratelimit-remaining-tokens": "50", "x-ratelimit-remaining-requests":
+                          "100000"})
+
+    state = limiter.state("p")
+    assert state["tok"] < 60
+    assert state["req"] < 100
+    assert not limiter.acquire("p", limits, 500).granted
+
+
+def test_pause_stops_every_caller(client: redis.Redis) -> None:
+    limiter = RateLimiter(client)
+    other_worker = RateLimiter(redis.Redis(connection_pool=client.connection_pool))
+    limits = LimitsConfig(requests_per_minute=6000)
+
+    limiter.pause("p", 2.0)
+
+    grant = other_worker.acquire("p", limits, 1)
+    assert not grant.granted
+    assert grant.binding == "paused"
+    assert 1.5 < grant.wait_s <= 2.0
+    assert other_worker.acquire("other-provider", limits, 1).granted
+
+
+def test_oversized_request_is_rejected_with_the_fix(client: redis.Redis) -> None:
+    limiter = RateLimiter(client)
+    with pytest.raises(RequestTooLargeError, match="tokens_per_minute"):
+        limiter.acquire("p", LimitsConfig(tokens_per_minute=1000, token_burst_s=1), 500)
+
+
+def test_unlimited_provider_needs_no_redis(client: redis.Redis) -> None:
+    assert RateLimiter(client).acquire("p", LimitsConfig(), 10**9).granted
+    assert client.keys("sluice:ratelimit:*") == []
+
+
+def test_concurrent_callers_never_overdraw(client: redis.Redis) -> None:
+    limits = LimitsConfig(requests_per_minute=600, tokens_per_minute=10**9)
+    granted: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        limiter = RateLimiter(redis.Redis(connection_pool=client.connection_pool))
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if limiter.acquire("p", limits, 1).granted:
+                with lock:
+                    granted.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # 10 in the initial one-second burst plus at most 10 refilled over the second.
+    assert 10 <= len(granted) <= 21
+
+
+def test_breaker_opens_after_failures_then_probes_once(client: redis.Redis) -> None:
+    breaker = CircuitBreaker(client)
+    config = BreakerConfig(failures=3, cooldown_s=0.3)
+    for _ in range(3):
+        assert breaker.allows("p", config)
+        breaker.record_failure("p", config)
+
+    assert not breaker.allows("p", config)
+    time.sleep(0.35)
+    assert breaker.allows("p", config)
+    assert not breaker.allows("p", config)
+
+    breaker.record_success("p")
+    assert breaker.allows("p", config)
+    assert breaker.allows("p", config)
+
+
+def test_breaker_reopens_when_probe_fails(client: redis.Redis) -> None:
+    breaker = CircuitBreaker(client)
+    config = BreakerConfig(failures=1, cooldown_s=0.2)
+    breaker.record_failure("p", config)
+    time.sleep(0.25)
+    assert breaker.allows("p", config)
+
+    breaker.record_failure("p", config)
+
+    assert breaker.is_open("p")
+    assert not breaker.allows("p", config)
