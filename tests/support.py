@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -164,3 +169,41 @@ def write_config(directory: Any, extra: str = "", replace: dict[str, str] | None
     path = directory / "sluice.toml"
     path.write_text(text + extra, encoding="utf-8")
     return path
+
+
+def start_worker(env: dict[str, str], log_path: Path, concurrency: int = 4,
+                 *extra: str) -> subprocess.Popen[bytes]:
+    """Start `sluice worker` as a child process with its output in `log_path`."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker", "worker", "--pool", "threads",
+             "--concurrency", str(concurrency), *extra],
+            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def sluice_env(
+    clean_db: str, clean_redis: str, simulator: ThreadedServer, monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """Settings of a full environment: database, broker and the simulator as provider."""
+    values = {
+        "database_url": clean_db,
+        "redis_url": clean_redis,
+        "simulator_url": f"{simulator.url}/v1",
+        "retry_base_delay_s": "0.2",
+        "retry_max_delay_s": "1",
+    }
+    use_settings(monkeypatch, **values)
+    return {f"SLUICE_{k.upper()}": v for k, v in values.items()}
+

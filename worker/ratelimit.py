@@ -112,11 +112,15 @@ class RateLimiter:
 
     def acquire(self, provider: str, limits: LimitsConfig, tokens: int) -> Grant:
         """Reserve one request and `tokens` tokens now, or say how long to wait."""
-        rpm = limits.requests_per_minute or 0
-        tpm = limits.tokens_per_minute or 0
+        share = 1 - limits.headroom
+        rpm = (limits.requests_per_minute or 0) * share
+        tpm = (limits.tokens_per_minute or 0) * share
         if not rpm and not tpm:
-            return Grant(True, 0.0, "")
-        request_capacity = max(1.0, rpm / 60 * limits.request_burst_s)
+            return self._pause_only(provider)
+        # One request less than the provider's bucket holds: the provider then always has
+        # a request to spare when jitter makes two granted requests arrive closer together
+        # than they were granted.
+        request_capacity = max(1.0, rpm / 60 * limits.request_burst_s - 1)
         token_capacity = tpm / 60 * limits.token_burst_s
         granted, wait_ms, binding = self._acquire(
             keys=[KEY_PREFIX + provider],
@@ -130,11 +134,22 @@ class RateLimiter:
             )
         return Grant(bool(int(granted)), int(wait_ms) / 1000, _text(binding))
 
+    def _pause_only(self, provider: str) -> Grant:
+        """Without configured limits, only a provider's 429 pause can hold a call back."""
+        paused_until_ms = self._client.hget(KEY_PREFIX + provider, "paused_until")
+        if paused_until_ms is None:
+            return Grant(True, 0.0, "")
+        seconds, microseconds = self._client.time()
+        wait_ms = float(paused_until_ms) - (seconds * 1000 + microseconds // 1000)
+        if wait_ms <= 0:
+            return Grant(True, 0.0, "")
+        return Grant(False, wait_ms / 1000, "paused")
+
     def reconcile(self, provider: str, limits: LimitsConfig, reserved: int, used: int) -> None:
         """Give back the reserved tokens the call did not use (or take the overrun)."""
         if not limits.tokens_per_minute or reserved == used:
             return
-        capacity = limits.tokens_per_minute / 60 * limits.token_burst_s
+        capacity = limits.tokens_per_minute * (1 - limits.headroom) / 60 * limits.token_burst_s
         self._reconcile(keys=[KEY_PREFIX + provider], args=[reserved - used, capacity])
 
     def correct(self, provider: str, headers: dict[str, str]) -> None:

@@ -31,6 +31,8 @@ class RequestRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms: float = 0.0
+    # The Retry-After of a 429, in ms, so tests can check that clients waited for it.
+    retry_after_ms: int | None = None
     # True when the client closed the connection while a delayed response was pending.
     client_disconnected: bool = False
 

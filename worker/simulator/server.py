@@ -284,6 +284,8 @@ async def _complete(request: Request, simulator: Simulator) -> JSONResponse:
         record.model = record.model or _model_name(raw_body)
         record.status = error.status
         record.outcome = error.outcome
+        if "retry-after-ms" in error.headers:
+            record.retry_after_ms = int(error.headers["retry-after-ms"])
         # Rate limiting is the expected result of a load test, so it is not a warning.
         level = logging.DEBUG if error.status == 429 else logging.WARNING
         logger.log(
