@@ -116,3 +116,19 @@ def simulator() -> Iterator[ThreadedServer]:
     with ThreadedServer(create_app()) as server:
         yield server
 
+
+@pytest.fixture
+def sluice_env(
+    clean_db: str, clean_redis: str, simulator: ThreadedServer, monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """Settings of a full environment: database, broker and the simulator as provider."""
+    values = {
+        "database_url": clean_db,
+        "redis_url": clean_redis,
+        "simulator_url": f"{simulator.url}/v1",
+        "retry_base_delay_s": "0.2",
+        "retry_max_delay_s": "1",
+    }
+    use_settings(monkeypatch, **values)
+    return {f"SLUICE_{k.upper()}": v for k, v in values.items()}
+

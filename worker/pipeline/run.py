@@ -12,18 +12,19 @@ from pydantic import BaseModel
 
 from models import Job, JobState, ReviewItem
 from worker.breaker import CircuitBreaker
-from worker.config import SluiceConfig, get_config
+from worker.config import SluiceConfig, Target, get_config
 from worker.db import session_scope
 from worker.errors import ProviderError, SluiceError
 from worker.pipeline import decide, store
 from worker.pipeline.calls import Call, Caller, Services, new_call_row, price
+from worker.pipeline.chunked import extract_in_chunks
 from worker.pipeline.context import Best, Context, Deferred, InputTooLong, Outcome, Stopped
 from worker.providers import OpenAICompatibleClient
 from worker.ratelimit import RateLimiter
 from worker.redis_client import get_redis
 from worker.settings import Settings, get_settings
 from worker.workflows import get_workflow
-from worker.workflows.validation import ValidationResult
+from worker.workflows.validation import ValidationIssue
 
 logger = logging.getLogger(__name__)
 
@@ -140,18 +141,36 @@ class Attempt:
                 return self._requeue(wait.reason, wait.delay_s, deferred=True)
             except Stopped as stop:
                 context.note("stopped", state.step, None, stop.reason)
-                return self._review(stop.reason, str(stop))
+                return self.review(stop.reason, str(stop))
 
             if isinstance(decision, decide.Accept):
                 assert call is not None
-                return self._record(call)
+                return self.record(call.target)
             if isinstance(decision, decide.Review):
-                return self._review(decision.reason)
+                if (decision.reason == decide.INPUT_TOO_LONG
+                        and context.workflow.supports_chunks):
+                    return self._chunked()
+                return self.review(decision.reason)
             if isinstance(decision, decide.RetryLater):
                 return self._requeue(decision.reason, decision.delay_s, deferred=False)
 
             messages, purpose = self._next_messages(state, decision, messages, call)
             state = state.after(decision)
+
+    def _chunked(self) -> Outcome:
+        try:
+            return extract_in_chunks(self)
+        except Deferred as wait:
+            return self._requeue(wait.reason, wait.delay_s, deferred=True)
+        except Stopped as stop:
+            return self.review(stop.reason, str(stop))
+        except ProviderError as exc:
+            return self.review(decide.PROVIDER_EXHAUSTED, str(exc))
+        except InputTooLong:
+            return self.review(decide.INPUT_TOO_LONG, "a chunk does not fit the model")
+
+    def keep_best(self, raw_output: str | None, issues: list[ValidationIssue]) -> None:
+        self.best = Best(raw_output, issues)
 
     def _step(self, state: decide.StepState, messages: list[dict[str, str]],
               purpose: str) -> tuple[decide.Decision, Call | None]:
@@ -170,7 +189,7 @@ class Attempt:
                 jitter=self.services.jitter(),
             ), None
         result = self.context.workflow.validate_output(call.completion.content)
-        self._store_call(call, state.step, purpose, result)
+        self.store_call(call, state.step, purpose, result.issues)
         if result.ok:
             self.accepted = result.output
         else:
@@ -195,7 +214,8 @@ class Attempt:
             "action": "job.escalated", "reason": decision.reason, **context.log})
         return context.workflow.build_messages(context.job_input), "escalation"
 
-    def _store_call(self, call: Call, step: int, purpose: str, result: ValidationResult) -> None:
+    def store_call(self, call: Call, step: int, purpose: str,
+                   issues: list[ValidationIssue]) -> None:
         completion = call.completion
         cost = price(call)
         row = new_call_row(
@@ -205,7 +225,7 @@ class Attempt:
             completion_tokens=completion.completion_tokens,
             cached_tokens=completion.cached_tokens, reasoning_tokens=completion.reasoning_tokens,
             latency_ms=completion.latency_ms, http_status=completion.http_status,
-            validation_errors=[issue.as_dict() for issue in result.issues] or None,
+            validation_errors=[issue.as_dict() for issue in issues] or None,
             cost_usd=cost,
         )
         with session_scope() as session:
@@ -216,14 +236,14 @@ class Attempt:
             "model": call.target.model.name, "purpose": purpose,
             "prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens,
-            "latency_ms": completion.latency_ms, "cost_usd": str(cost), "valid": result.ok,
+            "latency_ms": completion.latency_ms, "cost_usd": str(cost), "valid": not issues,
             **self.context.log})
 
-    def _record(self, call: Call) -> Outcome:
+    def record(self, target: Target) -> Outcome:
         output = self.accepted
         assert output is not None
         context = self.context
-        context.note("accepted", -1, call.target)
+        context.note("accepted", -1, target)
         with session_scope() as session:
             if not store.finish(session, context.claim, JobState.SUCCEEDED, "succeeded", None,
                                 route_log=context.route_log):
@@ -232,7 +252,7 @@ class Attempt:
         logger.info("job succeeded", extra={"action": "job.succeeded", **context.log})
         return Outcome(JobState.SUCCEEDED)
 
-    def _review(self, reason: str, detail: str | None = None) -> Outcome:
+    def review(self, reason: str, detail: str | None = None) -> Outcome:
         context = self.context
         with session_scope() as session:
             owned = store.finish(session, context.claim, JobState.NEEDS_REVIEW, "needs_review",

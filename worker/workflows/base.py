@@ -121,6 +121,12 @@ class Workflow:
     def check_rules(self, output: Any) -> list[ValidationIssue]:
         raise NotImplementedError
 
+    def merge_chunk_outputs(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        """Combine the outputs of a document's chunks; only chunkable workflows override."""
+        raise NotImplementedError(f"workflow kind {self.kind} cannot be split into chunks")
+
+    supports_chunks: ClassVar[bool] = False
+
     # Record ------------------------------------------------------------------------------
 
     def write_record(self, session: Session, job_id: uuid.UUID, output: Any) -> None:

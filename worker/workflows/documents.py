@@ -56,8 +56,24 @@ class DocumentExtractionWorkflow(Workflow):
     output_model = DocumentOutput
     input_tag = "document"
 
+    supports_chunks = True
+
     def output_json_schema(self) -> dict[str, Any]:
         return _provider_schema()
+
+    def merge_chunk_outputs(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        """Header fields from the first chunk that has them, totals from the last one,
+        and the line items of every chunk in order."""
+        merged: dict[str, Any] = {}
+        for key in ("issuer", "document_number", "issue_date", "currency"):
+            merged[key] = _first_known(part.get(key) for part in parts)
+        for key in ("total", "tax"):
+            merged[key] = _first_known(part.get(key) for part in reversed(parts))
+        merged["line_items"] = [
+            item for part in parts for item in (part.get("line_items") or [])
+            if isinstance(item, dict)
+        ]
+        return merged
 
     def check_rules(self, output: Any) -> list[ValidationIssue]:
         return [
@@ -95,6 +111,14 @@ class DocumentExtractionWorkflow(Workflow):
             "tax": row.tax,
             "line_items": [item.as_dict() for item in row.line_items],
         }
+
+
+def _first_known(values: Any) -> Any:
+    """Return the first value that a chunk actually found (not null, empty or "unknown")."""
+    for value in values:
+        if value not in (None, "", "unknown"):
+            return value
+    return None
 
 
 def _check_date(issue_date: date) -> list[ValidationIssue]:
