@@ -19,6 +19,7 @@ from worker.pipeline import decide, store
 from worker.pipeline.calls import Call, Caller, Services, new_call_row, price
 from worker.pipeline.chunked import extract_in_chunks
 from worker.pipeline.context import Best, Context, Deferred, InputTooLong, Outcome, Stopped
+from worker.pipeline.results import save_record
 from worker.providers import OpenAICompatibleClient
 from worker.ratelimit import RateLimiter
 from worker.redis_client import get_redis
@@ -248,7 +249,7 @@ class Attempt:
             if not store.finish(session, context.claim, JobState.SUCCEEDED, "succeeded", None,
                                 route_log=context.route_log):
                 return self._lost_lease()
-            context.workflow.write_record(session, context.job_id, output)
+            save_record(session, context.workflow, context.job_id, output)
         logger.info("job succeeded", extra={"action": "job.succeeded", **context.log})
         return Outcome(JobState.SUCCEEDED)
 
