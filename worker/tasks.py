@@ -7,7 +7,7 @@ import uuid
 
 from celery import Task
 
-from worker.celery_app import app
+from worker.celery_app import VISIBILITY_TIMEOUT_S, app
 from worker.db import session_scope
 from worker.pipeline import store
 from worker.pipeline.run import run_job as run_attempt
@@ -16,12 +16,23 @@ from worker.settings import get_settings
 logger = logging.getLogger(__name__)
 
 
+# Longest countdown given to one task message. A worker holds a message with a countdown
+# unacknowledged until it runs, and Redis hands unacknowledged messages to another worker
+# after the visibility timeout; staying far below it means no second delivery. A job that
+# must wait longer is simply not due when the message arrives and is sent back again.
+MAX_COUNTDOWN_S = VISIBILITY_TIMEOUT_S / 12
+
+
+def countdown_for(delay_s: float) -> float:
+    return max(0.0, min(delay_s, MAX_COUNTDOWN_S))
+
+
 @app.task(name="sluice.run_job", bind=True, max_retries=None)
 def run_job(self: Task, job_id: str) -> None:
     """Run one attempt of a job; a job that must wait comes back after its delay."""
     outcome = run_attempt(uuid.UUID(job_id))
     if outcome.retry_in_s is not None:
-        raise self.retry(countdown=outcome.retry_in_s)
+        raise self.retry(countdown=countdown_for(outcome.retry_in_s))
 
 
 @app.task(name="sluice.requeue_stalled")

@@ -115,3 +115,32 @@ def test_jobs_survive_a_flushed_broker(sluice_env: dict[str, str], tmp_path: Pat
         attempts = session.scalar(select(func.count()).select_from(Attempt)
                                   .where(Attempt.job_id.in_(job_ids)))
     assert attempts == len(job_ids)
+
+
+def test_prefork_children_run_jobs_with_their_own_connections(
+    sluice_env: dict[str, str], tmp_path: Path
+) -> None:
+    with TestClient(create_app()) as api:
+        job_ids = [
+            uuid.UUID(api.post("/v1/jobs", json={
+                "workflow": "support_tickets", "input": {"text": text}}).json()["id"])
+            for text in TICKETS * 2
+        ]
+    env = {**os.environ, **sluice_env, "SLUICE_DATA_DIR": str(tmp_path)}
+    log = (tmp_path / "worker.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "worker", "--pool", "prefork", "--concurrency", "2"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        states = wait_settled(job_ids)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        log.close()
+
+    assert set(states.values()) == {JobState.SUCCEEDED}
+    with session_scope() as session:
+        workers = set(session.scalars(select(Attempt.worker).where(Attempt.job_id.in_(job_ids))))
+    pids = {name.split(":")[1] for name in workers if name}
+    assert len(pids) == 2
