@@ -42,6 +42,9 @@ class LimitsConfig(_Strict):
     tokens_per_minute: int | None = Field(default=None, gt=0)
     request_burst_s: float = Field(default=1.0, gt=0, le=60)
     token_burst_s: float = Field(default=60.0, gt=0, le=60)
+    max_concurrency: int | None = Field(
+        default=None, gt=0, description="LLM calls in flight at once across all workers."
+    )
     headroom: float = Field(
         default=0.02, ge=0, lt=0.5,
         description="Share of each limit left unused, so that network jitter between a "

@@ -86,6 +86,21 @@ return until_ms
 """
 
 
+# A counting semaphore: members are slot ids scored by their expiry (ms). Expired members
+# (their worker died mid-call) are dropped before counting. Returns 1 if a slot was taken.
+_TAKE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return 1
+"""
+
+SLOT_PREFIX = "sluice:inflight:"
+
+
 class RequestTooLargeError(Exception):
     """The call's tokens exceed what the provider's token bucket can ever hold."""
 
@@ -109,6 +124,7 @@ class RateLimiter:
         self._reconcile = client.register_script(_RECONCILE)
         self._correct = client.register_script(_CORRECT)
         self._pause = client.register_script(_PAUSE)
+        self._take_slot = client.register_script(_TAKE_SLOT)
 
     def acquire(self, provider: str, limits: LimitsConfig, tokens: int) -> Grant:
         """Reserve one request and `tokens` tokens now, or say how long to wait."""
@@ -166,6 +182,15 @@ class RateLimiter:
         logger.info("provider paused after a rate-limit response",
                     extra={"action": "ratelimit.paused", "provider": provider,
                            "pause_s": seconds})
+
+    def take_slot(self, provider: str, limit: int, slot_id: str, ttl_s: float) -> bool:
+        """Take one of `limit` in-flight slots for `ttl_s` at most; False when all are taken."""
+        taken = self._take_slot(keys=[SLOT_PREFIX + provider],
+                                args=[limit, max(1, int(ttl_s * 1000)), slot_id])
+        return bool(int(taken))
+
+    def release_slot(self, provider: str, slot_id: str) -> None:
+        self._client.zrem(SLOT_PREFIX + provider, slot_id)
 
     def state(self, provider: str) -> dict[str, Any]:
         raw = self._client.hgetall(KEY_PREFIX + provider)

@@ -154,3 +154,19 @@ def test_breaker_reopens_when_probe_fails(client: redis.Redis) -> None:
 
     assert breaker.is_open("p")
     assert not breaker.allows("p", config)
+
+
+def test_in_flight_slots_are_shared_and_expire(client: redis.Redis) -> None:
+    limiter = RateLimiter(client)
+    other_worker = RateLimiter(redis.Redis(connection_pool=client.connection_pool))
+
+    assert limiter.take_slot("p", 2, "a", ttl_s=60)
+    assert other_worker.take_slot("p", 2, "b", ttl_s=1)
+    assert not limiter.take_slot("p", 2, "c", ttl_s=60)
+
+    limiter.release_slot("p", "a")
+    assert limiter.take_slot("p", 2, "c", ttl_s=60)
+    assert not limiter.take_slot("p", 2, "d", ttl_s=60)
+
+    time.sleep(1.05)  # slot "b" belonged to a worker that died without releasing it
+    assert limiter.take_slot("p", 2, "d", ttl_s=60)

@@ -4,6 +4,8 @@ through the pipeline with the real database and Redis and a scripted provider.""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -157,3 +159,52 @@ def test_budget_stop_holds_job_then_releases_it(env: redis.Redis) -> None:
     with session_scope() as session:
         calls = session.scalars(select(LLMCall).where(LLMCall.job_id == job_id)).all()
         assert len(calls) == 1
+
+
+class SlowClient(RoutedClient):
+    """Answers after a pause and records how many calls were in flight at once."""
+
+    def __init__(self, answer: tuple[str, str]) -> None:
+        super().__init__({"sim-small": [answer] * 10})
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.lock = threading.Lock()
+
+    def complete(self, *args: object, **kwargs: object) -> object:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(0.2)
+        try:
+            with self.lock:
+                return super().complete(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_max_concurrency_holds_across_threads(
+    clean_db: str, clean_redis: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path, "", {
+        "simulated = true\n": "simulated = true\nlimits = { max_concurrency = 1 }\n"})
+    use_settings(monkeypatch, database_url=clean_db, redis_url=clean_redis, config_file=config)
+    connection = redis.Redis.from_url(client_url(clean_redis))
+    client = SlowClient((TICKET, "stop"))
+    job_ids = [submit("support_tickets", {"text": "cancel my order"}) for _ in range(3)]
+
+    # Real sleeping: the waiting calls must see the slot come free in real time.
+    real_time = Services(client=client, limiter=RateLimiter(connection),
+                         breaker=CircuitBreaker(connection), jitter=lambda: 0.0)
+    threads = [threading.Thread(target=run_job, args=(job_id,),
+                                kwargs={"services": real_time}) for job_id in job_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert client.most_in_flight == 1
+    with session_scope() as session:
+        states = set(session.scalars(select(Job.state).where(Job.id.in_(job_ids))))
+    assert states == {JobState.SUCCEEDED}
+    connection.close()

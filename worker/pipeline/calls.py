@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 # In-place backoff starts small: the slot stays held, so only short waits are worth it.
 IN_PLACE_BASE_DELAY_S = 0.5
+# How often a call waiting for an in-flight slot looks again.
+SLOT_RETRY_S = 0.05
 
 
 @dataclass
@@ -129,21 +132,48 @@ class Caller:
         if not self._breaker_allows(target):
             raise _circuit_open(target)
         reserved = prompt_tokens + max_tokens
-        self._acquire(target, reserved)
-        context.requests_made += 1
-        provider = target.model.provider
+        slot = self._take_slot(target)
         try:
-            completion = self.services.client.complete(
-                provider, target.provider, target.model, messages,
-                context.workflow.response_format(target.provider.structured_output),
-                max_tokens=max_tokens, temperature=context.workflow.config.temperature,
-            )
+            self._acquire(target, reserved)
+            context.requests_made += 1
+            completion = self._send(context, target, messages, max_tokens)
         except ProviderError as exc:
             self._after_failure(target, reserved, exc)
             store_failed_call(context, step, target, messages, purpose, max_tokens, exc)
             raise
+        finally:
+            self._release_slot(target, slot)
         self._after_success(target, reserved, completion)
         return completion
+
+    def _send(self, context: Context, target: Target, messages: list[dict[str, str]],
+              max_tokens: int) -> Completion:
+        return self.services.client.complete(
+            target.model.provider, target.provider, target.model, messages,
+            context.workflow.response_format(target.provider.structured_output),
+            max_tokens=max_tokens, temperature=context.workflow.config.temperature,
+        )
+
+    def _take_slot(self, target: Target) -> str | None:
+        """Wait in place for an in-flight slot while waits are short; defer otherwise."""
+        limit = target.provider.limits.max_concurrency
+        limiter = self.services.limiter
+        if limit is None or limiter is None:
+            return None
+        slot = uuid.uuid4().hex
+        # A slot outlives the request's timeout only if its worker died holding it.
+        ttl_s = target.provider.timeout_s + 30
+        waited_s = 0.0
+        while not limiter.take_slot(target.model.provider, limit, slot, ttl_s):
+            if waited_s >= self.settings.in_place_max_wait_s:
+                raise Deferred("concurrency_limit", SLOT_RETRY_S * 10)
+            self.services.sleep(SLOT_RETRY_S)
+            waited_s += SLOT_RETRY_S
+        return slot
+
+    def _release_slot(self, target: Target, slot: str | None) -> None:
+        if slot is not None and self.services.limiter is not None:
+            self.services.limiter.release_slot(target.model.provider, slot)
 
     def _acquire(self, target: Target, reserved: int) -> None:
         """Wait in place for the limiter while waits are short; defer the job otherwise."""
