@@ -88,6 +88,7 @@ def overheads_ms(job_ids: list[uuid.UUID]) -> list[float]:
 
 def main() -> None:
     args = parse_args()
+    os.environ.setdefault("SLUICE_WORKER_METRICS_PORT", "0")
     services = ensure_services()
     upgrade()
     log_dir = Path(get_settings().data_dir).resolve() / "bench-logs"

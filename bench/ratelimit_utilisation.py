@@ -90,6 +90,7 @@ def window_result(start: dict, end: dict, args: argparse.Namespace) -> dict[str,
 
 def main() -> None:
     args = parse_args()
+    os.environ.setdefault("SLUICE_WORKER_METRICS_PORT", "0")
     services = ensure_services()
     upgrade()
     data_dir = Path(get_settings().data_dir).resolve()

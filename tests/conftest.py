@@ -128,6 +128,8 @@ def sluice_env(
         "simulator_url": f"{simulator.url}/v1",
         "retry_base_delay_s": "0.2",
         "retry_max_delay_s": "1",
+        # Several workers run at once in some tests; the one that checks metrics opens a port.
+        "worker_metrics_port": "0",
     }
     use_settings(monkeypatch, **values)
     return {f"SLUICE_{k.upper()}": v for k, v in values.items()}

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
         description="Base URL of a running simulator; overrides the simulator provider's URL.",
     )
     worker_pool: str = Field(default="threads", description="Celery pool: threads or prefork.")
+    worker_metrics_port: int = Field(
+        default=9808, ge=0, le=65535,
+        description="Port of the worker's /metrics, /healthz and /readyz; 0 turns it off.",
+    )
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     job_lease_s: int = Field(
         default=1200,

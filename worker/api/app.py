@@ -19,6 +19,7 @@ from worker.api.errors import (
     too_large_response,
     unsupported_media_response,
 )
+from worker.api.metrics import install_metrics
 from worker.api.schemas import JobAccepted, JobCreate, JobPublic, ReviewSummary
 from worker.config import get_config
 from worker.db import session_scope
@@ -97,6 +98,7 @@ def create_app() -> FastAPI:
         "their state and validated results.",
     )
     install_error_handlers(app)
+    install_metrics(app)
     app.add_middleware(BodyGuard, limit=get_settings().max_input_bytes)
 
     app.post("/v1/jobs", status_code=202, response_model=JobAccepted,

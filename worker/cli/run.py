@@ -25,6 +25,23 @@ def check_startup(needs_redis: bool = False) -> Settings:
     return settings
 
 
+def prepare_metrics_dir(settings: Settings) -> None:
+    """Give this worker an empty folder for its processes' metric files.
+
+    prometheus_client reads PROMETHEUS_MULTIPROC_DIR when it is first imported, so this
+    runs before anything imports the metrics; an operator's own value is kept.
+    """
+    import os
+    import shutil
+
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        return
+    folder = settings.data_dir.resolve() / "metrics" / str(os.getpid())
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
 def register_run_commands(app: typer.Typer) -> None:
     app.command()(demo)
     app.command()(migrate)
@@ -32,6 +49,7 @@ def register_run_commands(app: typer.Typer) -> None:
     app.command()(worker)
     app.command()(simulator)
     app.command()(services)
+    app.command()(flower)
 
 
 def demo(
@@ -83,11 +101,16 @@ def worker(
         help="Also run the scheduler that requeues stalled jobs (one per deployment).")] = False,
 ) -> None:
     """Start a Celery worker that runs jobs from the queue."""
+    settings = check_startup(needs_redis=True)
+    prepare_metrics_dir(settings)
+
     from worker.celery_app import app as celery_app
+    from worker.health import start_health_server
     from worker.logs import configure_logging
 
-    settings = check_startup(needs_redis=True)
     configure_logging(settings.log_level)
+    if settings.worker_metrics_port:
+        start_health_server(settings.worker_metrics_port)
     celery_app.worker_main([
         "worker",
         f"--pool={pool or settings.worker_pool}",
@@ -191,3 +214,22 @@ def services() -> None:
     finally:
         state_file.unlink(missing_ok=True)
         running.stop()
+
+
+def flower(
+    port: Annotated[int, typer.Option(help="Port of the Flower web UI.")] = 5555,
+    address: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Start Flower against the configured broker, with basic authentication."""
+    import os
+
+    from worker.celery_app import app as celery_app
+
+    check_startup(needs_redis=True)
+    credentials = os.environ.get("FLOWER_BASIC_AUTH")
+    if not credentials:
+        raise typer.BadParameter(
+            "set FLOWER_BASIC_AUTH=user:password (Flower's own variable); Sluice does not "
+            "start Flower without authentication", param_hint="FLOWER_BASIC_AUTH")
+    celery_app.start(["flower", f"--port={port}", f"--address={address}",
+                      f"--basic-auth={credentials}"])

@@ -20,7 +20,7 @@ from typing import Any
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from models import LLMCall
-from worker import costs, tokens
+from worker import costs, metrics, tokens
 from worker.breaker import CircuitBreaker
 from worker.config import Target
 from worker.db import session_scope
@@ -138,11 +138,13 @@ class Caller:
             context.requests_made += 1
             completion = self._send(context, target, messages, max_tokens)
         except ProviderError as exc:
+            metrics.LLM_REQUESTS.labels(target.model.provider, target.model.name, exc.kind).inc()
             self._after_failure(target, reserved, exc)
             store_failed_call(context, step, target, messages, purpose, max_tokens, exc)
             raise
         finally:
             self._release_slot(target, slot)
+        record_success_metrics(target, completion)
         self._after_success(target, reserved, completion)
         return completion
 
@@ -184,6 +186,7 @@ class Caller:
         while True:
             grant = limiter.acquire(target.model.provider, target.provider.limits, reserved)
             if grant.granted:
+                metrics.RATELIMIT_WAIT.labels(target.model.provider).observe(waited_s)
                 return
             if waited_s + grant.wait_s > self.settings.in_place_max_wait_s:
                 raise Deferred(f"rate_limited_{grant.binding}", grant.wait_s)
@@ -208,6 +211,17 @@ class Caller:
             self.services.limiter.correct(provider, completion.headers)
         if self.services.breaker is not None:
             self.services.breaker.record_success(provider)
+
+
+def record_success_metrics(target: Target, completion: Completion) -> None:
+    provider, model = target.model.provider, target.model.name
+    metrics.LLM_REQUESTS.labels(provider, model, "ok").inc()
+    metrics.LLM_LATENCY.labels(provider, model).observe(completion.latency_ms / 1000)
+    tokens_by_kind = {"prompt": completion.prompt_tokens,
+                      "completion": completion.completion_tokens,
+                      "cached": completion.cached_tokens}
+    for kind, count in tokens_by_kind.items():
+        metrics.LLM_TOKENS.labels(provider, model, kind).inc(count)
 
 
 def _worth_retrying_in_place(error: BaseException) -> bool:

@@ -11,6 +11,8 @@ import uuid
 from pydantic import BaseModel
 
 from models import Job, JobState, ReviewItem
+from models.base import utcnow
+from worker import metrics
 from worker.breaker import CircuitBreaker
 from worker.config import SluiceConfig, Target, get_config
 from worker.db import session_scope
@@ -112,7 +114,7 @@ def load(claim: store.Claim, config: SluiceConfig) -> Context | None:
             claim=claim, job_id=claim.job_id, tenant_id=job.tenant_id, workflow=workflow,
             job_input=job_input, route=config.route_steps(job.workflow),
             requests_made=store.request_count(session, claim.job_id), cost_usd=job.cost_usd,
-            failed_attempts=job.attempt_count - job.deferrals,
+            failed_attempts=job.attempt_count - job.deferrals, created_at=job.created_at,
             log={"job_id": str(claim.job_id), "tenant": job.tenant_id,
                  "workflow": job.workflow, "attempt": claim.attempt},
         )
@@ -232,6 +234,8 @@ class Attempt:
         with session_scope() as session:
             store.add_llm_call(session, row)
         self.context.cost_usd += cost
+        metrics.LLM_COST.labels(call.target.model.provider, call.target.model.name,
+                                self.context.workflow.name).inc(float(cost))
         logger.info("llm call finished", extra={
             "action": "llm.call", "provider": call.target.model.provider,
             "model": call.target.model.name, "purpose": purpose,
@@ -251,7 +255,7 @@ class Attempt:
                 return self._lost_lease()
             save_record(session, context.workflow, context.job_id, output)
         logger.info("job succeeded", extra={"action": "job.succeeded", **context.log})
-        return Outcome(JobState.SUCCEEDED)
+        return self._finished(JobState.SUCCEEDED)
 
     def review(self, reason: str, detail: str | None = None) -> Outcome:
         context = self.context
@@ -266,7 +270,7 @@ class Attempt:
             ))
         logger.warning("job sent to review", extra={
             "action": "job.needs_review", "reason": reason, **context.log})
-        return Outcome(JobState.NEEDS_REVIEW)
+        return self._finished(JobState.NEEDS_REVIEW)
 
     def _requeue(self, reason: str, delay_s: float, *, deferred: bool) -> Outcome:
         context = self.context
@@ -278,7 +282,15 @@ class Attempt:
         logger.info("attempt will be retried", extra={
             "action": "job.deferred" if deferred else "job.retry_scheduled",
             "reason": reason, "delay_s": round(delay_s, 3), **context.log})
+        metrics.JOBS_FINISHED.labels(context.workflow.name, JobState.QUEUED.value).inc()
         return Outcome(JobState.QUEUED, retry_in_s=delay_s)
+
+    def _finished(self, state: JobState) -> Outcome:
+        workflow = self.context.workflow.name
+        metrics.JOBS_FINISHED.labels(workflow, state.value).inc()
+        age_s = (utcnow() - self.context.created_at).total_seconds()
+        metrics.JOB_DURATION.labels(workflow, state.value).observe(age_s)
+        return Outcome(state)
 
     def _lost_lease(self) -> Outcome:
         logger.warning("job was taken over by another worker; this attempt's result is dropped",
