@@ -45,6 +45,11 @@ class LimitsConfig(_Strict):
     max_concurrency: int | None = Field(
         default=None, gt=0, description="LLM calls in flight at once across all workers."
     )
+    jitter_s: float = Field(
+        default=0.1, ge=0, le=5,
+        description="Spacing added between requests when the request bucket holds fewer "
+        "than two, because there the one-request margin does not exist.",
+    )
     headroom: float = Field(
         default=0.02, ge=0, lt=0.5,
         description="Share of each limit left unused, so that network jitter between a "
@@ -146,8 +151,27 @@ class SluiceConfig(_Strict):
                         f"workflows.{key}.fallbacks has key {step!r}, which is not in "
                         f"its route {workflow.route}"
                     )
+                if step in fallbacks:
+                    raise ValueError(f"workflows.{key}.fallbacks.{step} lists {step!r} "
+                                     "itself; a fallback must be another model")
                 self._check_models(f"workflows.{key}.fallbacks.{step}", fallbacks)
+        self._check_token_buckets()
         return self
+
+    def _check_token_buckets(self) -> None:
+        """Refuse a model whose output budget alone exceeds its provider's token bucket."""
+        for key, model in self.models.items():
+            limits = self.providers[model.provider].limits
+            if not limits.tokens_per_minute:
+                continue
+            capacity = (limits.tokens_per_minute * (1 - limits.headroom) / 60
+                        * limits.token_burst_s)
+            if model.max_output_tokens >= capacity:
+                raise ValueError(
+                    f"models.{key}.max_output_tokens = {model.max_output_tokens} does not fit "
+                    f"provider {model.provider}'s token bucket of {capacity:.0f} tokens "
+                    "(limits.tokens_per_minute x token_burst_s / 60); raise the limit or "
+                    "lower max_output_tokens")
 
     def _check_models(self, where: str, model_keys: list[str]) -> None:
         for model_key in model_keys:

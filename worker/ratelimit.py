@@ -101,6 +101,23 @@ return 1
 SLOT_PREFIX = "sluice:inflight:"
 
 
+def request_rate(limits: LimitsConfig) -> tuple[float, float]:
+    """Return the requests per minute and bucket capacity this side of the provider uses.
+
+    Network jitter can make two requests granted 1/rate apart arrive closer together. When
+    the provider's bucket holds two or more requests, keeping one request of it unused
+    absorbs that. A smaller bucket has no such margin, so there `jitter_s` is added to the
+    spacing between requests instead.
+    """
+    rpm = (limits.requests_per_minute or 0) * (1 - limits.headroom)
+    if not rpm:
+        return 0.0, 1.0
+    provider_capacity = rpm / 60 * limits.request_burst_s
+    if provider_capacity >= 2:
+        return rpm, provider_capacity - 1
+    return 60 / (60 / rpm + limits.jitter_s), 1.0
+
+
 class RequestTooLargeError(Exception):
     """The call's tokens exceed what the provider's token bucket can ever hold."""
 
@@ -128,15 +145,10 @@ class RateLimiter:
 
     def acquire(self, provider: str, limits: LimitsConfig, tokens: int) -> Grant:
         """Reserve one request and `tokens` tokens now, or say how long to wait."""
-        share = 1 - limits.headroom
-        rpm = (limits.requests_per_minute or 0) * share
-        tpm = (limits.tokens_per_minute or 0) * share
+        rpm, request_capacity = request_rate(limits)
+        tpm = (limits.tokens_per_minute or 0) * (1 - limits.headroom)
         if not rpm and not tpm:
             return self._pause_only(provider)
-        # One request less than the provider's bucket holds: the provider then always has
-        # a request to spare when jitter makes two granted requests arrive closer together
-        # than they were granted.
-        request_capacity = max(1.0, rpm / 60 * limits.request_burst_s - 1)
         token_capacity = tpm / 60 * limits.token_burst_s
         granted, wait_ms, binding = self._acquire(
             keys=[KEY_PREFIX + provider],

@@ -170,3 +170,14 @@ def test_in_flight_slots_are_shared_and_expire(client: redis.Redis) -> None:
 
     time.sleep(1.05)  # slot "b" belonged to a worker that died without releasing it
     assert limiter.take_slot("p", 2, "d", ttl_s=60)
+
+
+def test_low_rates_get_extra_spacing(client: redis.Redis) -> None:
+    limiter = RateLimiter(client)
+    limits = LimitsConfig(requests_per_minute=60, headroom=0, jitter_s=0.1)
+
+    assert limiter.acquire("p", limits, 1).granted
+    refused = limiter.acquire("p", limits, 1)
+
+    assert not refused.granted
+    assert 1.05 < refused.wait_s <= 1.11

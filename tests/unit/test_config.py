@@ -51,3 +51,19 @@ def test_simulator_url_replaces_simulated_providers_only() -> None:
     config = load_config(default_config_path(), "http://127.0.0.1:9999/v1")
     assert config.providers["simulator"].base_url == "http://127.0.0.1:9999/v1"
     assert config.providers["openai"].base_url == "https://api.openai.com/v1"
+
+
+def test_model_larger_than_token_bucket_is_named(tmp_path: Path) -> None:
+    text = default_config_path().read_text().replace(
+        "simulated = true\n", "simulated = true\nlimits = { tokens_per_minute = 100 }\n")
+    with pytest.raises(ConfigError, match=r"models\.sim-small\.max_output_tokens = 1024"):
+        load_config(write(tmp_path, text))
+
+
+def test_fallback_to_itself_is_rejected(tmp_path: Path) -> None:
+    text = default_config_path().read_text().replace(
+        'kind = "document_extraction"\nroute = ["sim-small", "sim-large"]',
+        'kind = "document_extraction"\nroute = ["sim-small", "sim-large"]\n'
+        'fallbacks = { sim-small = ["sim-small"] }')
+    with pytest.raises(ConfigError, match="a fallback must be another model"):
+        load_config(write(tmp_path, text))

@@ -161,7 +161,8 @@ def job_view(session: Any, job: Job) -> JobPublic:
     return JobPublic(
         id=job.id, tenant_id=job.tenant_id, workflow=job.workflow,
         external_id=job.external_id, state=job.state.value, reason=job.reason,
-        attempts=job.attempt_count, cost_usd=job.cost_usd, created_at=job.created_at,
+        attempts=job.attempt_count, deferrals=job.deferrals, not_before=job.not_before,
+        cost_usd=job.cost_usd, created_at=job.created_at,
         finished_at=job.finished_at, result=result, review=review,
     )
 

@@ -54,7 +54,11 @@ class JobPublic(BaseModel):
     external_id: str | None
     state: str
     reason: str | None
-    attempts: int
+    attempts: int = Field(description="Attempts started, deferred ones included.")
+    deferrals: int = Field(description="Attempts that waited (rate limit, budget) rather "
+                           "than failed; they do not count against the attempt limit.")
+    not_before: datetime | None = Field(
+        default=None, description="When a waiting job is due again.")
     cost_usd: Decimal = Field(description="Price of every LLM call of the job so far, in USD.")
     created_at: datetime
     finished_at: datetime | None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -42,10 +43,11 @@ def costs(
     for row in rows:
         table.add_row(row.key, str(row.calls), str(row.failed_calls), str(row.prompt_tokens),
                       str(row.cached_tokens), str(row.completion_tokens),
-                      str(row.reasoning_tokens), f"{row.cost_usd:.6f}")
+                      str(row.reasoning_tokens), f"{row.cost_usd:.8f}")
     table.add_row("total", str(sum(r.calls for r in rows)), "", "", "", "", "",
-                  f"{sum((r.cost_usd for r in rows), Decimal(0)):.6f}")
-    Console().print(table)
+                  f"{sum((r.cost_usd for r in rows), Decimal(0)):.8f}")
+    # Piped output has no terminal width; keep job ids and dates whole anyway.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 tenants_app = typer.Typer(help="Tenants and their budgets.", no_args_is_help=True)
@@ -71,8 +73,41 @@ def set_budget(
             row.daily_budget_usd = _money(daily_usd, "--daily-usd")
         if monthly_usd is not None:
             row.monthly_budget_usd = _money(monthly_usd, "--monthly-usd")
-        typer.echo(f"tenant {tenant}: daily {row.daily_budget_usd} USD, "
-                   f"monthly {row.monthly_budget_usd} USD")
+        daily, monthly = row.daily_budget_usd, row.monthly_budget_usd
+        woken = wake_budget_waiters(session, tenant)
+    typer.echo(f"tenant {tenant}: daily budget {_describe(daily)}, "
+               f"monthly budget {_describe(monthly)}")
+    if woken:
+        from worker.tasks import enqueue
+
+        for job_id in woken:
+            enqueue(job_id)
+        typer.echo(f"{len(woken)} job(s) waiting on this tenant's budget were sent back to "
+                   "the queue to check it again")
+
+
+def _describe(budget: Decimal | None) -> str:
+    return "none" if budget is None else f"{budget.normalize():f} USD"
+
+
+def wake_budget_waiters(session: Any, tenant: str) -> list[Any]:
+    """Make jobs held by the tenant's budget due now, so a raised budget takes effect."""
+    from sqlalchemy import update
+
+    from models import Job, JobState
+
+    rows = session.execute(
+        update(Job)
+        .where(Job.tenant_id == tenant, Job.state == JobState.QUEUED,
+               Job.reason.like("budget_exceeded%"))
+        .values(not_before=None)
+        .returning(Job.id)
+    )
+    return [row.id for row in rows]
+
+
+# The budget columns are numeric(18, 8): ten digits before the point.
+MAX_BUDGET_USD = Decimal("9999999999")
 
 
 def _money(value: str, option: str) -> Decimal | None:
@@ -83,7 +118,13 @@ def _money(value: str, option: str) -> Decimal | None:
     except ArithmeticError as exc:
         raise typer.BadParameter(f"{value!r} is not an amount such as 12.50",
                                  param_hint=option) from exc
+    if not amount.is_finite():
+        raise typer.BadParameter(f"{value!r} is not a finite amount such as 12.50",
+                                 param_hint=option)
     if amount < 0:
         raise typer.BadParameter(f"{value} is negative; use 0 to stop all spending",
                                  param_hint=option)
-    return amount
+    if amount > MAX_BUDGET_USD:
+        raise typer.BadParameter(f"{value} is above the largest budget, {MAX_BUDGET_USD} USD; "
+                                 "use 'none' for no ceiling", param_hint=option)
+    return amount.quantize(Decimal("0.00000001"))

@@ -26,11 +26,11 @@ from worker.config import Target
 from worker.db import session_scope
 from worker.errors import ProviderError
 from worker.pipeline import store
-from worker.pipeline.context import Context, Deferred, InputTooLong
+from worker.pipeline.context import Context, Deferred, InputTooLong, Stopped
 from worker.pipeline.decide import Backoff, StepState, retry_delay_s
 from worker.pipeline.guards import check_before_call
 from worker.providers import Completion, ProviderClient
-from worker.ratelimit import RateLimiter
+from worker.ratelimit import RateLimiter, RequestTooLargeError
 from worker.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,10 @@ class Caller:
             return
         waited_s = 0.0
         while True:
-            grant = limiter.acquire(target.model.provider, target.provider.limits, reserved)
+            try:
+                grant = limiter.acquire(target.model.provider, target.provider.limits, reserved)
+            except RequestTooLargeError as exc:
+                raise Stopped("request_too_large", str(exc)) from exc
             if grant.granted:
                 metrics.RATELIMIT_WAIT.labels(target.model.provider).observe(waited_s)
                 return

@@ -141,6 +141,8 @@ class Attempt:
             try:
                 decision, call = self._step(state, messages, purpose)
             except Deferred as wait:
+                # NOTE: the next attempt walks the route from the start, so a deferral
+                # after a repair or a cut-off answer pays for the first call again.
                 return self._requeue(wait.reason, wait.delay_s, deferred=True)
             except Stopped as stop:
                 context.note("stopped", state.step, None, stop.reason)
