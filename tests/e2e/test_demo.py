@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from worker.demo.run import load_samples
 
 SETTLED = {"succeeded", "needs_review", "failed"}
 
@@ -47,12 +50,37 @@ def check_summary(summary: dict[str, Any], expected_jobs: int) -> None:
 def test_demo_on_configured_services(
     clean_db: str, clean_redis: str, tmp_path: Path
 ) -> None:
-    env = clean_env(tmp_path, SLUICE_DATABASE_URL=clean_db, SLUICE_REDIS_URL=clean_redis)
+    env = clean_env(tmp_path, SLUICE_DATABASE_URL=clean_db, SLUICE_REDIS_URL=clean_redis,
+                    OPENAI_API_KEY="sk-test-" + "k" * 40)
 
     code, summary, stderr = run_demo(env, per_dataset=6)
 
     assert code == 0, stderr[-3000:]
     check_summary(summary, expected_jobs=6 + 6 + 6)
+    check_logs_hold_no_content(tmp_path / "data" / "logs", per_dataset=6)
+
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[a-z]{2,}", re.IGNORECASE)
+
+
+def check_logs_hold_no_content(log_dir: Path, per_dataset: int) -> None:
+    """No prompt text, ticket or document text, key or email address in Sluice's logs.
+
+    The simulator's log is left out: it plays the provider, which receives the prompts.
+    """
+    logs = {path.name: path.read_text(encoding="utf-8", errors="replace")
+            for path in log_dir.glob("*.log") if path.name != "simulator.log"}
+    assert {"demo.log", "api.log", "worker.log"} <= set(logs)
+    text = "\n".join(logs.values())
+    assert "job.succeeded" in logs["worker.log"]
+    secrets = ["sk-test-", "You classify customer-support tickets", "<ticket>", "<document>"]
+    for secret in secrets:
+        assert secret not in text
+    for sample in load_samples(per_dataset):
+        snippet = " ".join(sample["text"].split())[:40]
+        if len(snippet) >= 20:
+            assert snippet not in " ".join(text.split()), sample["id"]
+    assert EMAIL.findall(text) == []
 
 
 @pytest.mark.timeout(600)

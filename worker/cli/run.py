@@ -50,6 +50,7 @@ def register_run_commands(app: typer.Typer) -> None:
     app.command()(simulator)
     app.command()(services)
     app.command()(flower)
+    app.command()(doctor)
 
 
 def demo(
@@ -233,3 +234,20 @@ def flower(
             "start Flower without authentication", param_hint="FLOWER_BASIC_AUTH")
     celery_app.start(["flower", f"--port={port}", f"--address={address}",
                       f"--basic-auth={credentials}"])
+
+
+def doctor() -> None:
+    """Check settings, config file, database, migrations, Redis and every provider."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from worker.doctor import run_checks
+
+    checks = run_checks()
+    table = Table(title="sluice doctor")
+    for column in ("check", "result", "detail", "how to fix"):
+        table.add_column(column)
+    for check in checks:
+        table.add_row(check.name, "ok" if check.ok else "FAILED", check.detail, check.fix)
+    Console(width=160).print(table)
+    raise typer.Exit(0 if all(check.ok for check in checks) else 1)
