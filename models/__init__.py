@@ -7,9 +7,10 @@ against the migrations.
 from models.base import Base
 from models.job import Attempt, Job, JobState, LLMCall, Tenant
 from models.records import DocumentExtraction, DocumentLineItem, TicketClassification
-from models.review import ReviewItem, ReviewState
+from models.review import AppSecret, Reviewer, ReviewEvent, ReviewItem, ReviewState
 
 __all__ = [
+    "AppSecret",
     "Attempt",
     "Base",
     "DocumentExtraction",
@@ -17,8 +18,10 @@ __all__ = [
     "Job",
     "JobState",
     "LLMCall",
+    "ReviewEvent",
     "ReviewItem",
     "ReviewState",
+    "Reviewer",
     "Tenant",
     "TicketClassification",
 ]

@@ -79,6 +79,9 @@ class Job(Base):
         "not count against max_attempts.",
     )
     cost_usd: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    route_override: Mapped[str | None] = mapped_column(
+        String(100), doc="Model key a reviewer chose when sending the job back to the queue."
+    )
     lease_expires_at: Mapped[datetime | None]
     not_before: Mapped[datetime | None] = mapped_column(
         doc="Earliest time a worker may start the next attempt."

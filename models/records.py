@@ -17,7 +17,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, new_id, utcnow
 
-Amount = Numeric(18, 4)
+# Unbounded, so a record keeps every digit that validation accepted.
+Amount = Numeric()
 
 
 class TicketClassification(Base):

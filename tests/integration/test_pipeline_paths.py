@@ -209,3 +209,17 @@ def test_unknown_workflow_fails_the_job(clean_db: str) -> None:
 
     assert run_job(job_id, services=scripted([])[1]).state == JobState.FAILED
     assert job_row(job_id).reason == "not_runnable"
+
+
+def test_nul_in_output_goes_to_review(clean_db: str) -> None:
+    job_id = submit("invoices", {"text": "Invoice 7 from Acme GmbH, total EUR 10.00"})
+    nul_invoice = INVOICE.replace('"Acme GmbH"', '"Acme\\u0000GmbH"')
+    _client, client_services = scripted([(nul_invoice, "stop")] * 4)
+
+    assert run_job(job_id, services=client_services).state == JobState.NEEDS_REVIEW
+
+    with session_scope() as session:
+        item = session.scalar(select(ReviewItem).where(ReviewItem.job_id == job_id))
+        assert item is not None
+        assert item.errors[0]["field"] == "issuer"
+        assert session.get(DocumentExtraction, job_id) is None

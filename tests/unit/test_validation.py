@@ -130,3 +130,11 @@ def test_provider_schema_lists_allowed_labels() -> None:
     schema = TICKETS.response_format("json_schema")["json_schema"]["schema"]
     assert schema["properties"]["category"]["enum"] == ["ORDER", "REFUND"]
     assert schema["additionalProperties"] is False
+
+
+def test_nul_in_output_is_a_schema_issue_without_nul() -> None:
+    result = DOCUMENTS.validate_output(invoice(issuer="Acme\x00GmbH"))
+
+    assert result.reason == SCHEMA_VIOLATION
+    assert [issue.field for issue in result.issues] == ["issuer"]
+    assert "\x00" not in json.dumps(result.issues[0].as_dict())

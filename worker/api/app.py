@@ -25,6 +25,7 @@ from worker.config import get_config
 from worker.db import session_scope
 from worker.errors import JobNotFoundError
 from worker.pipeline import store
+from worker.review.app import create_review_app
 from worker.settings import get_settings
 from worker.workflows import get_workflow
 
@@ -108,6 +109,7 @@ def create_app() -> FastAPI:
             responses={404: {"description": "No such job"}})(read_job)
     app.get("/healthz", include_in_schema=False)(health)
     app.get("/readyz", include_in_schema=False)(ready)
+    app.mount("/review", create_review_app())
     return app
 
 
@@ -153,7 +155,9 @@ def job_view(session: Any, job: Job) -> JobPublic:
     result = None
     if job.workflow in get_config().workflows:
         result = get_workflow(get_config(), job.workflow).read_record(session, job.id)
-    item = session.scalar(select(ReviewItem).where(ReviewItem.job_id == job.id))
+    # A job retried from review may have several items; the newest tells its state.
+    item = session.scalar(select(ReviewItem).where(ReviewItem.job_id == job.id)
+                          .order_by(ReviewItem.created_at.desc()).limit(1))
     review = None
     if item is not None:
         review = ReviewSummary(id=item.id, reason=item.reason, state=item.state.value,

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from worker.cli.costs import costs, tenants_app
 from worker.cli.jobs import jobs_app
+from worker.cli.review import review_app
 from worker.cli.run import register_run_commands
 from worker.errors import SluiceError
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 register_run_commands(app)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(review_app, name="review")
 app.command()(costs)
 
 

@@ -51,6 +51,11 @@ def reset_services() -> None:
     _default_services = None
 
 
+def without_nul(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; a model's output can. Keep the rest readable."""
+    return None if text is None else text.replace("\x00", "\ufffd")
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
@@ -110,14 +115,28 @@ def load(claim: store.Claim, config: SluiceConfig) -> Context | None:
             logger.warning("job cannot run: %s", exc, extra={
                 "action": "job.failed", "job_id": str(claim.job_id), "reason": "not_runnable"})
             return None
+        requests_made, cost_usd = store.spent_since(
+            session, claim.job_id, store.budget_start(session, claim.job_id))
         return Context(
             claim=claim, job_id=claim.job_id, tenant_id=job.tenant_id, workflow=workflow,
-            job_input=job_input, route=config.route_steps(job.workflow),
-            requests_made=store.request_count(session, claim.job_id), cost_usd=job.cost_usd,
+            job_input=job_input, route=route_for(config, job),
+            requests_made=requests_made, cost_usd=cost_usd,
             failed_attempts=job.attempt_count - job.deferrals, created_at=job.created_at,
             log={"job_id": str(claim.job_id), "tenant": job.tenant_id,
                  "workflow": job.workflow, "attempt": claim.attempt},
         )
+
+
+def route_for(config: SluiceConfig, job: Job) -> list[list[Target]]:
+    """The workflow's route, or only the model a reviewer chose when retrying the job."""
+    override = job.route_override
+    if override is None:
+        return config.route_steps(job.workflow)
+    if override not in config.models:
+        logger.warning("route override %r is no longer configured; using the route", override,
+                       extra={"action": "job.override_ignored", "job_id": str(job.id)})
+        return config.route_steps(job.workflow)
+    return [[config.target(override)]]
 
 
 class Attempt:
@@ -225,7 +244,7 @@ class Attempt:
         cost = price(call)
         row = new_call_row(
             self.context, step, call.target, call.messages, purpose, call.max_tokens,
-            raw_output=completion.content, finish_reason=completion.finish_reason,
+            raw_output=without_nul(completion.content), finish_reason=completion.finish_reason,
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
             cached_tokens=completion.cached_tokens, reasoning_tokens=completion.reasoning_tokens,
@@ -267,7 +286,7 @@ class Attempt:
             if not owned:
                 return self._lost_lease()
             session.add(ReviewItem(
-                job_id=context.job_id, reason=reason, raw_output=self.best.raw_output,
+                job_id=context.job_id, reason=reason, raw_output=without_nul(self.best.raw_output),
                 errors=[issue.as_dict() for issue in self.best.issues],
             ))
         logger.warning("job sent to review", extra={

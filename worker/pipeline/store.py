@@ -10,12 +10,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import Attempt, Job, JobState, LLMCall, ReviewItem
+from models import Attempt, Job, JobState, LLMCall, ReviewItem, ReviewState
 from models.base import utcnow
 
 CLAIMABLE = (JobState.RECEIVED, JobState.QUEUED)
@@ -196,10 +197,25 @@ def _close_attempt(
     )
 
 
-def request_count(session: Session, job_id: uuid.UUID) -> int:
-    """Return the provider requests the job made so far, over all its attempts."""
-    return int(session.scalar(
-        select(func.count()).select_from(LLMCall).where(LLMCall.job_id == job_id)) or 0)
+def budget_start(session: Session, job_id: uuid.UUID) -> datetime | None:
+    """Return when the job's request and cost budgets restarted: its last reviewer retry.
+
+    A reviewer who sends a job back to another model asks for new calls, which must not be
+    refused because of what the earlier runs spent.
+    """
+    return session.scalar(select(func.max(ReviewItem.resolved_at)).where(
+        ReviewItem.job_id == job_id, ReviewItem.state == ReviewState.RETRIED))
+
+
+def spent_since(session: Session, job_id: uuid.UUID,
+                since: datetime | None) -> tuple[int, Decimal]:
+    """Return the provider requests and their cost for the job since `since` (or ever)."""
+    query = select(func.count(), func.coalesce(func.sum(LLMCall.cost_usd), 0)).where(
+        LLMCall.job_id == job_id)
+    if since is not None:
+        query = query.where(LLMCall.created_at >= since)
+    requests, cost = session.execute(query).one()
+    return int(requests), Decimal(cost)
 
 
 

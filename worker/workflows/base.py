@@ -23,6 +23,7 @@ from worker.workflows.validation import (
     SCHEMA_VIOLATION,
     ValidationIssue,
     ValidationResult,
+    nul_issues,
     parse_json,
     schema_issues,
 )
@@ -112,6 +113,9 @@ class Workflow:
             output = self.output_model.model_validate(data)
         except ValidationError as exc:
             return ValidationResult(None, schema_issues(exc), SCHEMA_VIOLATION)
+        text_issues = nul_issues(data)
+        if text_issues:
+            return ValidationResult(None, text_issues, SCHEMA_VIOLATION)
 
         rule_issues = self.check_rules(output)
         if rule_issues:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from models import DocumentExtraction, DocumentLineItem
 from worker.workflows.base import Workflow
-from worker.workflows.validation import IsoDate, Money, ValidationIssue
+from worker.workflows.validation import IsoDate, Money, NoNulText, ValidationIssue
 
 # Line items and tax must add up to the total within this many currency units, which
 # absorbs per-line rounding on invoices with a few dozen lines.
@@ -25,7 +25,7 @@ LATEST_FUTURE_DAYS = 366
 class DocumentInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=200_000, description="The document as text.")
+    text: NoNulText = Field(min_length=1, max_length=200_000, description="The document as text.")
     doc_type: Literal["invoice", "receipt", "contract"] = "invoice"
 
 

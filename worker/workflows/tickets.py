@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from models import TicketClassification
 from worker.workflows.base import Workflow
-from worker.workflows.validation import ValidationIssue
+from worker.workflows.validation import NoNulText, ValidationIssue
 
 Priority = Literal["low", "normal", "high", "urgent"]
 
@@ -19,7 +19,7 @@ Priority = Literal["low", "normal", "high", "urgent"]
 class TicketInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=20_000, description="The ticket's text.")
+    text: NoNulText = Field(min_length=1, max_length=20_000, description="The ticket's text.")
     subject: str | None = Field(default=None, max_length=500)
 
 

@@ -13,7 +13,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, PlainSerializer, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, PlainSerializer, ValidationError
 
 # Reason codes of a failed validation, in the order the layers run.
 INVALID_JSON = "invalid_json"
@@ -53,9 +53,20 @@ class ValidationResult:
 
 
 def _jsonable(value: Any) -> Any:
+    """Return the value in JSON types, ready for a JSONB column.
+
+    PostgreSQL JSONB cannot store NUL characters, which a model's output may contain,
+    so they become U+FFFD in the quoted value.
+    """
     if isinstance(value, Decimal | date):
         return str(value)
-    if isinstance(value, dict | list | str | int | float | bool) or value is None:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {_jsonable(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, int | float | bool) or value is None:
         return value
     return repr(value)
 
@@ -80,6 +91,23 @@ def schema_issues(error: ValidationError) -> list[ValidationIssue]:
     return issues
 
 
+def nul_issues(data: Any, path: str = "") -> list[ValidationIssue]:
+    """Name every string that contains a NUL character, which PostgreSQL text rejects."""
+    if isinstance(data, str):
+        if "\x00" not in data:
+            return []
+        return [ValidationIssue("schema", path or "$", data, "no_nul",
+                                "text must not contain NUL (\\u0000) characters")]
+    if isinstance(data, dict):
+        items = list(data.items())
+    elif isinstance(data, list):
+        items = list(enumerate(data))
+    else:
+        return []
+    return [issue for key, value in items
+            for issue in nul_issues(value, f"{path}.{key}" if path else str(key))]
+
+
 def _to_decimal(value: Any) -> Any:
     """Accept JSON integers, Decimals parsed from JSON and decimal strings; reject floats.
 
@@ -89,13 +117,28 @@ def _to_decimal(value: Any) -> Any:
     if isinstance(value, bool | float):
         raise ValueError("amount must be a decimal string or JSON number parsed as Decimal")
     if isinstance(value, int | Decimal):
-        return Decimal(value)
+        return _plausible_amount(Decimal(value))
     if isinstance(value, str) and _DECIMAL_TEXT.match(value.strip()):
         try:
-            return Decimal(value.strip())
+            return _plausible_amount(Decimal(value.strip()))
         except InvalidOperation as exc:
             raise ValueError(f"{value!r} is not a decimal amount") from exc
     raise ValueError("amount must be a plain decimal such as 1234.50 (no symbols or separators)")
+
+
+# Bounds that no business document reaches; they keep absurd model output (1e300) out of
+# the database, where unbounded NUMERIC would otherwise store it.
+MAX_AMOUNT = Decimal(10) ** 15
+MAX_DECIMAL_PLACES = 10
+
+
+def _plausible_amount(amount: Decimal) -> Decimal:
+    if not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
+        raise ValueError(f"amount must be below {MAX_AMOUNT:,} in absolute value")
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMAL_PLACES:
+        raise ValueError(f"amount must have at most {MAX_DECIMAL_PLACES} decimal places")
+    return amount
 
 
 def _to_date(value: Any) -> Any:
@@ -110,5 +153,13 @@ def _to_date(value: Any) -> Any:
     raise ValueError("date must be ISO 8601 text, YYYY-MM-DD")
 
 
+def _reject_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL (\\u0000) characters; remove them")
+    return value
+
+
+# Input text is stored in PostgreSQL, which cannot hold NUL characters.
+NoNulText = Annotated[str, AfterValidator(_reject_nul)]
 Money = Annotated[Decimal, BeforeValidator(_to_decimal), PlainSerializer(str, return_type=str)]
 IsoDate = Annotated[date, BeforeValidator(_to_date), PlainSerializer(str, return_type=str)]
