@@ -53,3 +53,18 @@ def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
     assert _tables(empty_database) == {"alembic_version"}
     upgrade()
     assert _differences(empty_database) == []
+
+
+def test_api_is_not_ready_before_migrations(empty_database: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from worker.api import create_app
+
+    with TestClient(create_app()) as api:
+        before = api.get("/readyz")
+        upgrade()
+        after = api.get("/readyz")
+
+    assert before.status_code == 503
+    assert "sluice migrate" in before.json()["error"]["message"]
+    assert after.status_code == 200

@@ -23,6 +23,7 @@ from worker.api.metrics import install_metrics
 from worker.api.schemas import JobAccepted, JobCreate, JobPublic, ReviewSummary
 from worker.config import get_config
 from worker.db import session_scope
+from worker.doctor import check_migrations
 from worker.errors import JobNotFoundError
 from worker.pipeline import store
 from worker.review.app import create_review_app
@@ -176,9 +177,13 @@ def health() -> dict[str, str]:
 
 
 def ready() -> JSONResponse:
+    """Ready when the database answers and its schema is at this release's migration."""
     try:
         with session_scope() as session:
             session.execute(text("SELECT 1"))
     except Exception as exc:
         return error_response(503, "not_ready", f"database unreachable: {type(exc).__name__}")
+    migrations = check_migrations()
+    if not migrations.ok:
+        return error_response(503, "not_ready", f"{migrations.detail}; {migrations.fix}")
     return JSONResponse({"status": "ready"})
