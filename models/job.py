@@ -52,6 +52,18 @@ class Tenant(Base):
     monthly_budget_usd: Mapped[Decimal | None] = mapped_column(
         doc="Ceiling on LLM spend per UTC calendar month."
     )
+    callback_url: Mapped[str | None] = mapped_column(
+        Text, doc="Where results go when a job does not name its own callback URL."
+    )
+    allow_unsigned: Mapped[bool] = mapped_column(
+        default=False, doc="Accept requests with an API key but no webhook signature."
+    )
+    intake_per_minute: Mapped[int | None] = mapped_column(
+        doc="Jobs the tenant may submit per minute; over it intake answers 429."
+    )
+    max_queued_jobs: Mapped[int | None] = mapped_column(
+        doc="Waiting jobs over which intake answers 429 (backpressure)."
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -67,6 +79,7 @@ class Job(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
     workflow: Mapped[str] = mapped_column(String(100))
     external_id: Mapped[str | None] = mapped_column(String(200))
+    callback_url: Mapped[str | None] = mapped_column(Text)
     input: Mapped[dict[str, Any]]
     state: Mapped[JobState] = mapped_column(job_state_enum, default=JobState.RECEIVED)
     reason: Mapped[str | None] = mapped_column(

@@ -95,7 +95,7 @@ def clean_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     with db.get_engine().begin() as conn:
         conn.execute(text(
             "TRUNCATE jobs, attempts, llm_calls, ticket_classifications, document_extractions, "
-            "document_line_items, review_items CASCADE"
+            "document_line_items, review_items, api_keys, webhook_secrets CASCADE"
         ))
     db.dispose_engine()
 
