@@ -223,3 +223,19 @@ def test_nul_in_output_goes_to_review(clean_db: str) -> None:
         assert item is not None
         assert item.errors[0]["field"] == "issuer"
         assert session.get(DocumentExtraction, job_id) is None
+
+
+def test_review_keeps_the_most_useful_failed_output(clean_db: str) -> None:
+    job_id = submit("support_tickets", {"text": "cancel my order please"})
+    prose = "I am sorry, I cannot help with that."
+    _, services = scripted([(BAD_TICKET, "stop"), (prose, "stop"), (prose, "stop"),
+                            (prose, "stop")])
+
+    assert run_job(job_id, services=services).state == JobState.NEEDS_REVIEW
+
+    with session_scope() as session:
+        item = session.scalar(select(ReviewItem).where(ReviewItem.job_id == job_id))
+        assert item is not None
+        assert item.reason == "invalid_json"
+        assert item.raw_output == BAD_TICKET
+        assert [e["field"] for e in item.errors] == ["category"]

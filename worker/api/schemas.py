@@ -55,8 +55,9 @@ class JobPublic(BaseModel):
     state: str
     reason: str | None
     attempts: int = Field(description="Attempts started, deferred ones included.")
-    deferrals: int = Field(description="Attempts that waited (rate limit, budget) rather "
-                           "than failed; they do not count against the attempt limit.")
+    deferrals: int = Field(description="Attempts that do not count against the attempt "
+                           "limit: those that only waited (rate limit, budget) and, after a "
+                           "reviewer's retry, all attempts before it.")
     not_before: datetime | None = Field(
         default=None, description="When a waiting job is due again.")
     cost_usd: Decimal = Field(description="Price of every LLM call of the job so far, in USD.")

@@ -43,6 +43,8 @@ def describe_settings_error(exc: ValidationError) -> str:
     lines = ["invalid settings:"]
     for error in exc.errors():
         variable = "SLUICE_" + "_".join(str(part) for part in error["loc"]).upper()
+        if exc.title == "ReviewSettings":
+            variable = "SLUICE_REVIEW_" + variable.removeprefix("SLUICE_")
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"  {variable}={error.get('input')!r}: {message}")
     return "\n".join(lines)

@@ -16,8 +16,10 @@ def check_startup(needs_redis: bool = False) -> Settings:
     from worker.celery_app import broker_url
     from worker.config import get_config
     from worker.db import database_url
+    from worker.review.settings import get_review_settings
 
     settings = get_settings()
+    get_review_settings()
     get_config()
     database_url()
     if needs_redis:

@@ -27,7 +27,7 @@ from worker.ratelimit import RateLimiter
 from worker.redis_client import get_redis
 from worker.settings import Settings, get_settings
 from worker.workflows import get_workflow
-from worker.workflows.validation import ValidationIssue
+from worker.workflows.validation import ValidationIssue, ValidationResult
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,20 @@ def load(claim: store.Claim, config: SluiceConfig) -> Context | None:
         )
 
 
+# Later layers mean the output got further: a rule violation is parsed JSON that fits the
+# schema, so a reviewer starts from more of it than from a schema violation or prose.
+_LAYER_RANK = {"rule_violation": 0, "schema_violation": 1, "invalid_json": 2}
+
+
+def _more_useful(result: ValidationResult, best_reason: str | None, best: Best) -> bool:
+    """Tell whether a failed output gives a reviewer more to start from than the best so far."""
+    if best_reason is None:
+        return True
+    new_rank = (_LAYER_RANK.get(result.reason or "", 3), len(result.issues))
+    old_rank = (_LAYER_RANK.get(best_reason, 3), len(best.issues))
+    return new_rank <= old_rank
+
+
 def route_for(config: SluiceConfig, job: Job) -> list[list[Target]]:
     """The workflow's route, or only the model a reviewer chose when retrying the job."""
     override = job.route_override
@@ -149,6 +163,7 @@ class Attempt:
         self.services = services
         self.settings = settings
         self.best = Best()
+        self.best_reason: str | None = None
         self.accepted: BaseModel | None = None
 
     def run(self) -> Outcome:
@@ -216,8 +231,9 @@ class Attempt:
         self.store_call(call, state.step, purpose, result.issues)
         if result.ok:
             self.accepted = result.output
-        else:
+        elif _more_useful(result, self.best_reason, self.best):
             self.best = Best(call.completion.content, result.issues)
+            self.best_reason = result.reason
         return decide.after_output(state, call.completion.finish_reason, result), call
 
     def _next_messages(self, state: decide.StepState, decision: decide.Decision,
