@@ -90,7 +90,8 @@ def database_url(postgres_admin_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def clean_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    use_settings(monkeypatch, database_url=database_url)
+    # Most tests submit without credentials; the intake tests turn authentication back on.
+    use_settings(monkeypatch, database_url=database_url, intake_auth="off")
     yield database_url
     with db.get_engine().begin() as conn:
         conn.execute(text(

@@ -65,6 +65,10 @@ def _celery_settings() -> dict[str, Any]:
                 "task": "sluice.requeue_stalled",
                 "schedule": get_settings().reconcile_every_s,
             },
+            "deliver-callbacks": {
+                "task": "sluice.deliver_callbacks",
+                "schedule": get_settings().callback_poll_s,
+            },
         },
     }
 

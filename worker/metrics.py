@@ -36,6 +36,13 @@ LLM_COST = Counter(
 RATELIMIT_WAIT = Histogram(
     "sluice_ratelimit_wait_seconds", "Time calls waited in place for the shared rate limiter.",
     ["provider"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5))
+CALLBACK_FAILURES = Counter(
+    "sluice_callback_failures_total",
+    "Failed callback delivery attempts by reason: status, timeout, connection, blocked, "
+    "redirect.", ["reason"])
+CALLBACK_DELIVERIES = Counter(
+    "sluice_callback_deliveries_total",
+    "Callbacks that reached a final outbox state: delivered or dead.", ["outcome"])
 
 # Gauges the API computes at scrape time (see worker.api.metrics); named here so that
 # dashboards and alert rules can be checked against one list.
@@ -51,7 +58,8 @@ SCRAPE_TIME_GAUGES = (
 def exported_metric_names() -> set[str]:
     """Every series name Sluice exports, as PromQL sees them (with _total, _bucket, ...)."""
     names = set(SCRAPE_TIME_GAUGES)
-    for metric in (INTAKE_REQUESTS, JOBS_FINISHED, LLM_REQUESTS, LLM_TOKENS, LLM_COST):
+    for metric in (INTAKE_REQUESTS, JOBS_FINISHED, LLM_REQUESTS, LLM_TOKENS, LLM_COST,
+                   CALLBACK_FAILURES, CALLBACK_DELIVERIES):
         names.add(metric._name + "_total")
     for histogram in (JOB_DURATION, LLM_LATENCY, RATELIMIT_WAIT):
         names.update(histogram._name + suffix for suffix in ("_bucket", "_sum", "_count"))

@@ -7,11 +7,13 @@ What a user edits about providers, models and workflows lives in the config file
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -87,7 +89,72 @@ class Settings(BaseSettings):
     )
     reconcile_every_s: float = Field(default=30, gt=0)
     max_input_bytes: int = Field(default=256_000, ge=1_000)
+    intake_auth: Literal["required", "off"] = Field(
+        default="required",
+        description="required: every /v1 request needs a tenant API key. off: a request "
+        "without an Authorization header belongs to the default tenant, unsigned; for local "
+        "use and the demo only.",
+    )
+    signature_tolerance_s: int = Field(
+        default=300, ge=1, le=3600,
+        description="How far webhook-timestamp may be from the server's clock, either way.",
+    )
+    idempotency_retention_days: int = Field(
+        default=7, ge=7,
+        description="Days an idempotency key is kept; a delivery repeated within them "
+        "returns the first job.",
+    )
+    backpressure_retry_after_s: int = Field(
+        default=30, ge=1,
+        description="Retry-After sent when a tenant has too many waiting jobs.",
+    )
     log_level: str = "INFO"
+    callback_timeout_s: float = Field(
+        default=10, gt=0, le=120,
+        description="Connect and read timeout of one callback request, in seconds.",
+    )
+    callback_retry_window_s: float = Field(
+        default=72 * 3600, ge=0,
+        description="Seconds after a callback was written during which failed deliveries "
+        "are retried; after it the callback is dead.",
+    )
+    callback_retry_base_s: float = Field(
+        default=30, gt=0, description="Delay before the first callback retry, in seconds.")
+    callback_retry_max_delay_s: float = Field(
+        default=3600, gt=0, description="Upper bound of one callback retry delay, in seconds.")
+    callback_poll_s: float = Field(
+        default=5, gt=0, description="How often the beat schedule runs callback delivery.")
+    callback_batch_size: int = Field(
+        default=100, ge=1, le=10_000, description="Callbacks one delivery run sends at most.")
+    callback_allow_http: bool = Field(
+        default=False,
+        description="Allow plain http:// callback URLs; for development and tests only.",
+    )
+    callback_allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated host, host:port or CIDR entries that callbacks may "
+        "reach even though they are loopback or private; for development and tests only.",
+    )
+
+    @field_validator("callback_allow_hosts", mode="before")
+    @classmethod
+    def _split_allow_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(entry.strip() for entry in value.split(",") if entry.strip())
+        return value
+
+    @field_validator("callback_allow_hosts")
+    @classmethod
+    def _valid_allow_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{entry!r} is not a valid CIDR network") from exc
+            elif " " in entry:
+                raise ValueError(f"{entry!r} is not a host, host:port or CIDR network")
+        return tuple(entry.lower() for entry in value)
 
     @field_validator("worker_pool")
     @classmethod

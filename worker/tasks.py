@@ -7,6 +7,7 @@ import uuid
 
 from celery import Task
 
+from worker.callbacks.delivery import deliver_due
 from worker.celery_app import VISIBILITY_TIMEOUT_S, app
 from worker.db import session_scope
 from worker.pipeline import store
@@ -39,6 +40,12 @@ def run_job(self: Task, job_id: str) -> None:
 def requeue_stalled_task() -> int:
     """Periodic: publish jobs that lost their task (Redis flushed, worker killed)."""
     return requeue_stalled(get_settings().stalled_grace_s)
+
+
+@app.task(name="sluice.deliver_callbacks")
+def deliver_callbacks_task() -> int:
+    """Periodic: send due result callbacks; return how many were delivered."""
+    return deliver_due().delivered
 
 
 def enqueue(job_id: uuid.UUID) -> None:

@@ -1,26 +1,44 @@
-"""FastAPI application: `POST /v1/jobs` and `GET /v1/jobs/{id}`."""
+"""FastAPI application: submit, list, read and cancel a tenant's jobs under `/v1/jobs`."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
+import time
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, text
+from sqlalchemy import select, text, tuple_, update
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models import Job, ReviewItem
+from models import Job, JobState, ReviewItem
+from models.base import utcnow
 from worker import tasks
+from worker.api.auth import Caller, raw_body, read_caller, write_caller
 from worker.api.errors import (
+    ApiError,
     error_response,
     install_error_handlers,
     too_large_response,
     unsupported_media_response,
 )
+from worker.api.guards import check_backpressure, check_intake_rate
+from worker.api.idempotency import body_sha256, create_once, find_job, request_key
 from worker.api.metrics import install_metrics
-from worker.api.schemas import JobAccepted, JobCreate, JobPublic, ReviewSummary
+from worker.api.schemas import (
+    ErrorBody,
+    JobAccepted,
+    JobCreate,
+    JobPage,
+    JobPublic,
+    ReviewSummary,
+)
 from worker.config import get_config
 from worker.db import session_scope
 from worker.doctor import check_migrations
@@ -32,7 +50,7 @@ from worker.workflows import get_workflow
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TENANT = "default"
+CANCELLABLE = (JobState.RECEIVED, JobState.QUEUED)
 
 
 class BodyGuard:
@@ -53,7 +71,9 @@ class BodyGuard:
             return
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").decode("latin-1")
-        if content_type.split(";")[0].strip().lower() != "application/json":
+        # Only job creation has a body; `POST /v1/jobs/{id}/cancel` is sent without one.
+        if (scope["path"] == "/v1/jobs"
+                and content_type.split(";")[0].strip().lower() != "application/json"):
             await unsupported_media_response(content_type)(scope, receive, send)
             return
         declared = headers.get(b"content-length")
@@ -97,36 +117,140 @@ def create_app() -> FastAPI:
         title="Sluice intake API",
         version="1",
         description="Submit LLM jobs (ticket classification, document extraction) and read "
-        "their state and validated results.",
+        "their state and validated results. Every /v1 request carries a tenant API key "
+        "(`Authorization: Bearer slk_...`). Requests that create or cancel a job are also "
+        "signed the Standard Webhooks way (`webhook-id`, `webhook-timestamp`, "
+        "`webhook-signature`) unless the tenant accepts unsigned requests.",
     )
     install_error_handlers(app)
     install_metrics(app)
     app.add_middleware(BodyGuard, limit=get_settings().max_input_bytes)
 
     app.post("/v1/jobs", status_code=202, response_model=JobAccepted,
-             responses={422: {"description": "Invalid workflow or input"},
-                        413: {"description": "Body too large"}})(submit_job)
+             openapi_extra={"parameters": SIGNED_REQUEST_HEADERS},
+             responses={
+                 200: {"model": JobAccepted,
+                       "description": "A repeated request (same idempotency key and body): "
+                       "the job it created first"},
+                 **error_docs(401, 409, 413, 415, 422, 429)})(submit_job)
+    app.get("/v1/jobs", response_model=JobPage, responses=error_docs(401, 422))(list_jobs)
     app.get("/v1/jobs/{job_id}", response_model=JobPublic,
-            responses={404: {"description": "No such job"}})(read_job)
+            responses=error_docs(401, 404))(read_job)
+    app.post("/v1/jobs/{job_id}/cancel", response_model=JobPublic,
+             openapi_extra={"parameters": SIGNED_REQUEST_HEADERS},
+             responses=error_docs(401, 404, 409))(cancel_job)
     app.get("/healthz", include_in_schema=False)(health)
     app.get("/readyz", include_in_schema=False)(ready)
     app.mount("/review", create_review_app())
     return app
 
 
-def submit_job(body: JobCreate) -> JobAccepted:
-    """Store the job, then publish its id; the job is durable before this returns 202."""
+SIGNED_REQUEST_HEADERS = [
+    {"name": "webhook-id", "in": "header", "required": False,
+     "description": "Unique message id; also the idempotency key when Idempotency-Key is "
+     "absent.", "schema": {"type": "string"}, "example": "msg_2b8f0e6a1c37"},
+    {"name": "webhook-timestamp", "in": "header", "required": False,
+     "description": "Unix time in seconds; at most 300 s from the server's clock.",
+     "schema": {"type": "string"}, "example": "1767225600"},
+    {"name": "webhook-signature", "in": "header", "required": False,
+     "description": "Space-separated `v1,<base64 HMAC-SHA256 of id.timestamp.raw_body>`.",
+     "schema": {"type": "string"},
+     "example": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="},
+    {"name": "Idempotency-Key", "in": "header", "required": False,
+     "description": "Repeating a request with this key returns the first job, for 7 days.",
+     "schema": {"type": "string", "maxLength": 255}},
+]
+
+ERROR_EXAMPLES = {
+    401: ("Missing or invalid API key or signature", "invalid_signature",
+          "no webhook-signature entry matches the raw body under any active secret of the "
+          "tenant; sign the exact bytes sent"),
+    404: ("No such job for this tenant", "job_not_found",
+          "job 0193b0c4-5f1e-7c4a-9d51-2b8f0e6a1c37 does not exist"),
+    409: ("Idempotency key reused with another body, or job no longer cancellable",
+          "idempotency_conflict", "idempotency key 'crm-48213' was already used for job "
+          "0193b0c4-5f1e-7c4a-9d51-2b8f0e6a1c37 with a different request body; send a new key "
+          "for a new job, or the same body to get that job back"),
+    413: ("Body too large", "payload_too_large",
+          "request body is 300000 bytes; the limit is 256000 bytes; send a smaller input"),
+    415: ("Body is not JSON", "unsupported_media_type",
+          "Content-Type 'text/plain' is not accepted; send the job as JSON with "
+          "Content-Type: application/json"),
+    422: ("Invalid workflow, input or query", "invalid_input",
+          "input for workflow 'support_tickets' is invalid: text: Field required"),
+    429: ("Rate limit or backpressure; see Retry-After", "rate_limited",
+          "tenant acme may submit 60 job(s) per minute; retry after 12 s"),
+}
+
+
+def error_docs(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error statuses, each with an example of the common body."""
+    docs: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description, code, message = ERROR_EXAMPLES[status]
+        example = {"error": {"code": code, "message": message, "details": []}}
+        docs[status] = {"model": ErrorBody, "description": description,
+                        "content": {"application/json": {"example": example}}}
+    return docs
+
+
+def submit_job(
+    body: JobCreate, request: Request, response: Response,
+    caller: Annotated[Caller, Depends(write_caller)],
+    raw: Annotated[bytes, Depends(raw_body)],
+) -> JobAccepted:
+    """Store the job, then publish its id; the job is durable before this returns 202.
+
+    A request with an idempotency key that was already used returns the first job with 200.
+    """
+    check_intake_rate(caller.tenant_id, caller.intake_per_minute, time.time())
+    key = request_key(request.headers, caller.webhook_id)
+    body_hash = body_sha256(raw)
+    if key is not None:
+        with session_scope() as session:
+            earlier = find_job(session, caller.tenant_id, key, body_hash)
+        if earlier is not None:
+            return replayed(earlier, response)
+
     workflow = get_workflow(get_config(), body.workflow)
     job_input = workflow.validate_input(body.input).model_dump(mode="json")
-    with session_scope() as session:
-        job = store.create_job(session, DEFAULT_TENANT, body.workflow, job_input,
+
+    def insert_job(session: Session) -> uuid.UUID:
+        job = store.create_job(session, caller.tenant_id, body.workflow, job_input,
                                body.external_id)
-        job_id = job.id
+        job.callback_url = body.callback_url
+        session.flush()
+        return job.id
+
+    with session_scope() as session:
+        check_backpressure(session, caller.tenant_id, caller.max_queued_jobs)
+        if key is None:
+            job_id, created = insert_job(session), True
+        else:
+            job_id, created = create_once(session, caller.tenant_id, key, body_hash, insert_job)
+    if not created:
+        return replayed(job_id, response)
     state = "queued" if publish(job_id) else "received"
     logger.info("job accepted", extra={"action": "job.accepted", "job_id": str(job_id),
-                                       "workflow": body.workflow})
+                                       "tenant_id": caller.tenant_id, "workflow": body.workflow})
     return JobAccepted(id=job_id, state=state, workflow=body.workflow,
                        external_id=body.external_id)
+
+
+def replayed(job_id: uuid.UUID, response: Response) -> JobAccepted:
+    """Return the job that a repeated request created first, with status 200."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        accepted = JobAccepted(id=job.id, state=job.state.value, workflow=job.workflow,
+                               external_id=job.external_id)
+        tenant_id = job.tenant_id
+    response.status_code = 200
+    logger.info("repeated request returned its first job",
+                extra={"action": "intake.idempotent_replay", "job_id": str(job_id),
+                       "tenant_id": tenant_id})
+    return accepted
 
 
 def publish(job_id: uuid.UUID) -> bool:
@@ -144,12 +268,86 @@ def publish(job_id: uuid.UUID) -> bool:
     return True
 
 
-def read_job(job_id: uuid.UUID) -> JobPublic:
+def read_job(job_id: uuid.UUID, caller: Annotated[Caller, Depends(read_caller)]) -> JobPublic:
     with session_scope() as session:
         job = session.get(Job, job_id)
-        if job is None:
+        # Another tenant's job reads as missing, so ids of other tenants cannot be probed.
+        if job is None or job.tenant_id != caller.tenant_id:
             raise JobNotFoundError(job_id)
         return job_view(session, job)
+
+
+def list_jobs(
+    caller: Annotated[Caller, Depends(read_caller)],
+    state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
+    workflow: Annotated[str | None, Query(max_length=100)] = None,
+    external_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 50,
+    cursor: Annotated[str | None, Query(
+        max_length=200, description="`next_cursor` of the previous page.")] = None,
+) -> JobPage:
+    """List the tenant's jobs, newest first, one page at a time."""
+    query = select(Job).where(Job.tenant_id == caller.tenant_id)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if workflow is not None:
+        query = query.where(Job.workflow == workflow)
+    if external_id is not None:
+        query = query.where(Job.external_id == external_id)
+    if cursor is not None:
+        created_at, last_id = decode_cursor(cursor)
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created_at, last_id))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    with session_scope() as session:
+        jobs = list(session.scalars(query))
+        items = [job_view(session, job) for job in jobs[:limit]]
+    next_cursor = None
+    if len(jobs) > limit:
+        next_cursor = encode_cursor(jobs[limit - 1].created_at, jobs[limit - 1].id)
+    return JobPage(items=items, next_cursor=next_cursor)
+
+
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(job_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ApiError(422, "invalid_request", "cursor is not a next_cursor this API returned; "
+                       "start again without a cursor",
+                       details=[{"field": "cursor", "message": "invalid value"}]) from exc
+
+
+def cancel_job(job_id: uuid.UUID, caller: Annotated[Caller, Depends(write_caller)]) -> JobPublic:
+    """Fail a job that no worker has started, with reason `cancelled`."""
+    now = utcnow()
+    with session_scope() as session:
+        # The same compare-and-set as a worker's claim: of a cancel and a claim that race,
+        # only one matches the row.
+        cancelled = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.tenant_id == caller.tenant_id,
+                   Job.state.in_(CANCELLABLE))
+            .values(state=JobState.FAILED, reason="cancelled", finished_at=now,
+                    updated_at=now, not_before=None, lease_expires_at=None)
+            .returning(Job.id)
+        ).first()
+        job = session.get(Job, job_id)
+        if job is None or job.tenant_id != caller.tenant_id:
+            raise JobNotFoundError(job_id)
+        if cancelled is None:
+            raise ApiError(409, "job_not_cancellable",
+                           f"job {job_id} is {job.state.value}; only received or queued jobs "
+                           "can be cancelled")
+        view = job_view(session, job)
+    logger.info("job cancelled", extra={"action": "job.cancelled", "job_id": str(job_id),
+                                        "tenant_id": caller.tenant_id})
+    return view
 
 
 def job_view(session: Any, job: Job) -> JobPublic:
@@ -168,7 +366,8 @@ def job_view(session: Any, job: Job) -> JobPublic:
         external_id=job.external_id, state=job.state.value, reason=job.reason,
         attempts=job.attempt_count, deferrals=job.deferrals, not_before=job.not_before,
         cost_usd=job.cost_usd, created_at=job.created_at,
-        finished_at=job.finished_at, result=result, review=review,
+        finished_at=job.finished_at, callback_url=job.callback_url, result=result,
+        review=review,
     )
 
 

@@ -24,6 +24,24 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+class ApiError(Exception):
+    """An error of the intake's own checks (credentials, limits, idempotency, job state).
+
+    It carries its status, stable code and any headers, such as Retry-After, so that the one
+    handler below turns every such error into the common body.
+    """
+
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+        self.details = details
+
+
 class PayloadTooLargeError(Exception):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"request body is {size} bytes; the limit is {limit} bytes")
@@ -74,6 +92,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(JobNotFoundError)
     async def _job_not_found(_: Request, exc: JobNotFoundError) -> JSONResponse:
         return error_response(404, "job_not_found", str(exc))
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 
 class JobCreate(BaseModel):
@@ -18,6 +19,7 @@ class JobCreate(BaseModel):
                 "workflow": "support_tickets",
                 "input": {"text": "I was charged twice for order 1234, please refund one."},
                 "external_id": "zendesk-48213",
+                "callback_url": "https://crm.example.com/hooks/sluice",
             }]
         },
     )
@@ -31,9 +33,28 @@ class JobCreate(BaseModel):
     external_id: str | None = Field(
         default=None, max_length=200, description="The caller's own id, echoed back."
     )
+    callback_url: str | None = Field(
+        default=None, max_length=2000,
+        description="Where to send this job's callback; unset uses the tenant's callback URL.",
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL with a host")
+        return value
 
 
 class JobAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "0193b0c4-5f1e-7c4a-9d51-2b8f0e6a1c37", "state": "queued",
+        "workflow": "support_tickets", "external_id": "zendesk-48213",
+    }]})
+
     id: uuid.UUID
     state: str
     workflow: str
@@ -63,9 +84,30 @@ class JobPublic(BaseModel):
     cost_usd: Decimal = Field(description="Price of every LLM call of the job so far, in USD.")
     created_at: datetime
     finished_at: datetime | None
+    callback_url: str | None = Field(default=None, description="The job's own callback URL.")
     result: dict[str, Any] | None = Field(description="The validated record once succeeded.")
     review: ReviewSummary | None = None
 
     @field_serializer("cost_usd")
     def _plain_decimal(self, value: Decimal) -> str:
         return format(value.normalize(), "f")
+
+
+class JobPage(BaseModel):
+    """One page of a tenant's jobs, newest first."""
+
+    items: list[JobPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to read the next page; null on the last page.")
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Stable code to branch on, such as invalid_signature.")
+    message: str
+    details: list[dict[str, Any]]
+
+
+class ErrorBody(BaseModel):
+    """The one shape of every error response."""
+
+    error: ErrorInfo

@@ -7,10 +7,12 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from worker.cli.costs import costs, tenants_app
+from worker.cli.callbacks import callbacks_app
+from worker.cli.costs import costs
 from worker.cli.jobs import jobs_app
 from worker.cli.review import review_app
 from worker.cli.run import register_run_commands
+from worker.cli.tenants import tenants_app
 from worker.errors import SluiceError
 
 app = typer.Typer(
@@ -23,6 +25,7 @@ app = typer.Typer(
 register_run_commands(app)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(review_app, name="review")
 app.command()(costs)
 

@@ -50,7 +50,8 @@ def costs(
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
-tenants_app = typer.Typer(help="Tenants and their budgets.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants: create them, rotate their credentials, set budgets.",
+                          no_args_is_help=True)
 
 
 @tenants_app.command("set-budget")

@@ -100,6 +100,8 @@ def _start_children(children: Children, console: Console) -> bool:
         children.start("simulator", "simulator", "--port", str(port))
         children.wait_http("simulator", f"http://127.0.0.1:{port}/healthz")
         console.print(f"simulator on 127.0.0.1:{port} (rule-based stand-in model)")
+    # The demo submits as the default tenant without an API key.
+    os.environ.setdefault("SLUICE_INTAKE_AUTH", "off")
     api_port = free_port()
     os.environ["SLUICE_API_PORT"] = str(api_port)
     get_settings.cache_clear()

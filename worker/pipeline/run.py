@@ -14,6 +14,7 @@ from models import Job, JobState, ReviewItem
 from models.base import utcnow
 from worker import metrics
 from worker.breaker import CircuitBreaker
+from worker.callbacks.outbox import write_callback
 from worker.config import SluiceConfig, Target, get_config
 from worker.db import session_scope
 from worker.errors import ProviderError, SluiceError
@@ -111,7 +112,9 @@ def load(claim: store.Claim, config: SluiceConfig) -> Context | None:
             workflow = get_workflow(config, job.workflow)
             job_input = workflow.validate_input(job.input)
         except SluiceError as exc:
-            store.finish(session, claim, JobState.FAILED, "failed", "not_runnable", str(exc))
+            if store.finish(session, claim, JobState.FAILED, "failed", "not_runnable",
+                            str(exc)):
+                write_callback(session, claim.job_id, JobState.FAILED)
             logger.warning("job cannot run: %s", exc, extra={
                 "action": "job.failed", "job_id": str(claim.job_id), "reason": "not_runnable"})
             return None

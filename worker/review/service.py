@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from models import Job, JobState, Reviewer, ReviewEvent, ReviewItem, ReviewState
 from models.base import utcnow
 from worker import tasks
+from worker.callbacks.outbox import write_callback
 from worker.config import SluiceConfig
 from worker.errors import SluiceError
 from worker.pipeline.results import save_record
@@ -141,6 +142,7 @@ def reject(session: Session, item_id: uuid.UUID, reviewer: Reviewer, reason: str
     item = _claimed_item(session, item_id, reviewer, now)
     job = _job(session, item)
     _settle_job(session, job, JobState.FAILED, REJECTED_REASON, now)
+    write_callback(session, job.id, JobState.FAILED)
     _resolve(item, reviewer, ReviewState.REJECTED, reason, now)
     _record(session, item, reviewer, "reject", {"reason": reason}, now)
     logger.info("review item rejected", extra={

@@ -1,0 +1,1 @@
+"""Signed result callbacks: the outbox write, delivery with retries, and the SSRF guard."""
