@@ -65,6 +65,10 @@ def _celery_settings() -> dict[str, Any]:
                 "task": "sluice.requeue_stalled",
                 "schedule": get_settings().reconcile_every_s,
             },
+            "purge-idempotency-keys": {
+                "task": "sluice.purge_idempotency_keys",
+                "schedule": 3600.0,
+            },
             "deliver-callbacks": {
                 "task": "sluice.deliver_callbacks",
                 "schedule": get_settings().callback_poll_s,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 
 from celery import Task
 
+from models.base import utcnow
 from worker.callbacks.delivery import deliver_due
 from worker.celery_app import VISIBILITY_TIMEOUT_S, app
 from worker.db import session_scope
@@ -61,3 +63,13 @@ def requeue_stalled(grace_s: float) -> int:
         logger.info("requeued stalled jobs", extra={"action": "job.requeued",
                                                     "count": len(job_ids)})
     return len(job_ids)
+
+
+@app.task(name="sluice.purge_idempotency_keys")
+def purge_idempotency_keys_task() -> int:
+    """Periodic: forget idempotency keys older than the retention (7 days or more)."""
+    from worker.api.idempotency import purge_idempotency_keys
+
+    cutoff = utcnow() - timedelta(days=get_settings().idempotency_retention_days)
+    with session_scope() as session:
+        return purge_idempotency_keys(session, cutoff)

@@ -17,7 +17,7 @@ from sqlalchemy import select, text, tuple_, update
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models import Job, JobState, ReviewItem
+from models import CallbackOutbox, Job, JobState, ReviewItem
 from models.base import utcnow
 from worker import tasks
 from worker.api.auth import Caller, raw_body, read_caller, write_caller
@@ -39,6 +39,7 @@ from worker.api.schemas import (
     JobPublic,
     ReviewSummary,
 )
+from worker.callbacks.outbox import redeliver, write_callback
 from worker.config import get_config
 from worker.db import session_scope
 from worker.doctor import check_migrations
@@ -139,6 +140,8 @@ def create_app() -> FastAPI:
     app.post("/v1/jobs/{job_id}/cancel", response_model=JobPublic,
              openapi_extra={"parameters": SIGNED_REQUEST_HEADERS},
              responses=error_docs(401, 404, 409))(cancel_job)
+    app.post("/v1/jobs/{job_id}/callbacks/redeliver",
+             responses=error_docs(401, 404, 409))(redeliver_callbacks)
     app.get("/healthz", include_in_schema=False)(health)
     app.get("/readyz", include_in_schema=False)(ready)
     app.mount("/review", create_review_app())
@@ -344,10 +347,27 @@ def cancel_job(job_id: uuid.UUID, caller: Annotated[Caller, Depends(write_caller
             raise ApiError(409, "job_not_cancellable",
                            f"job {job_id} is {job.state.value}; only received or queued jobs "
                            "can be cancelled")
+        write_callback(session, job_id, JobState.FAILED)
         view = job_view(session, job)
     logger.info("job cancelled", extra={"action": "job.cancelled", "job_id": str(job_id),
                                         "tenant_id": caller.tenant_id})
     return view
+
+
+def redeliver_callbacks(job_id: uuid.UUID,
+                        caller: Annotated[Caller, Depends(write_caller)]) -> dict[str, Any]:
+    """Send the job's callbacks again, delivered or dead ones included, with their ids."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.tenant_id != caller.tenant_id:
+            raise JobNotFoundError(job_id)
+        outbox_ids = list(session.scalars(
+            select(CallbackOutbox.id).where(CallbackOutbox.job_id == job_id)))
+        if not outbox_ids:
+            raise ApiError(409, "no_callback", f"job {job_id} has no callback to send; it has "
+                           "not ended yet or neither the job nor its tenant has a callback URL")
+        webhook_ids = [redeliver(session, outbox_id).webhook_id for outbox_id in outbox_ids]
+    return {"job_id": str(job_id), "redelivering": webhook_ids}
 
 
 def job_view(session: Any, job: Job) -> JobPublic:
