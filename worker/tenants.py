@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 from models import ApiKey, Tenant, WebhookSecret
 from models.base import utcnow
 from worker.errors import SluiceError
+from worker.signing import SECRET_PREFIX
 
 logger = logging.getLogger(__name__)
 
 API_KEY_PREFIX = "slk_"
-SECRET_PREFIX = "whsec_"
 # "slk_" and 8 characters of the token: enough to tell keys apart in `sluice tenants list`,
 # far too few to guess the rest.
 KEY_PREFIX_LENGTH = 12

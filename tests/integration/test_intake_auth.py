@@ -22,9 +22,9 @@ from models import Job, Tenant, WebhookSecret
 from models.base import utcnow
 from tests.support import use_settings
 from worker.api import create_app
-from worker.api.auth import sign
 from worker.cli import app as cli_app
 from worker.db import session_scope
+from worker.signing import sign
 from worker.tenants import create_tenant, issue_api_key, revoke_api_key, rotate_secret
 
 TICKET = {"workflow": "support_tickets", "input": {"text": "Where is my refund?"},

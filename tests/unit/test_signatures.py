@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from worker.api.auth import decode_secret, sign, verify_signature
+from worker.api.auth import verify_signature
 from worker.api.errors import ApiError
+from worker.signing import decode_secret, sign
 from worker.tenants import hash_api_key, key_prefix, new_api_key, new_webhook_secret
 
 # The test vector published with the Standard Webhooks reference libraries

@@ -8,9 +8,6 @@ the tenant allows unsigned requests. Reads need the API key only.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
 import logging
 import time
@@ -28,7 +25,8 @@ from models.base import utcnow
 from worker.api.errors import ApiError
 from worker.db import session_scope
 from worker.settings import get_settings
-from worker.tenants import API_KEY_PREFIX, SECRET_PREFIX, hash_api_key, key_prefix
+from worker.signing import sign
+from worker.tenants import API_KEY_PREFIX, hash_api_key, key_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -45,25 +43,6 @@ class Caller:
     # The verified webhook-id of a signed request; intake uses it as the idempotency key
     # when the request has no Idempotency-Key header.
     webhook_id: str | None = None
-
-
-def decode_secret(secret: str) -> bytes:
-    """Return the HMAC key of a `whsec_<base64>` secret (the prefix is optional)."""
-    encoded = secret.removeprefix(SECRET_PREFIX)
-    try:
-        key = base64.b64decode(encoded, validate=True)
-    except binascii.Error as exc:
-        raise ValueError("webhook secret is not whsec_ followed by base64") from exc
-    if not key:
-        raise ValueError("webhook secret is empty")
-    return key
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """Return the `v1,<base64>` signature of `msg_id.timestamp.body` (Standard Webhooks)."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(decode_secret(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 def verify_signature(

@@ -26,10 +26,10 @@ from models import CallbackAttempt, CallbackOutbox, OutboxState, WebhookSecret
 from models.base import utcnow
 from worker import metrics
 from worker.callbacks.sender import MAX_REDIRECTS, Message, SendResult, new_client, send
-from worker.callbacks.signing import InvalidSecretError, secret_key
 from worker.callbacks.ssrf import Policy, Resolver
 from worker.db import session_scope
 from worker.settings import Settings, get_settings
+from worker.signing import InvalidSecretError, decode_secret
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def active_secrets(tenant_id: str, now: datetime) -> list[str]:
     secrets = []
     for secret_id, secret in rows:
         try:
-            secret_key(secret)
+            decode_secret(secret)
         except InvalidSecretError:
             logger.error("webhook secret is not valid base64; callbacks are signed without it",
                          extra={"action": "callback.invalid_secret", "tenant": tenant_id,

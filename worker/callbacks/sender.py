@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from worker.callbacks.signing import signature_header
 from worker.callbacks.ssrf import BlockedURLError, Policy, Resolver, vet_url
+from worker.signing import signature_header
 
 MAX_REDIRECTS = 3
 USER_AGENT = "Sluice-Webhooks/1"

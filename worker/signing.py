@@ -1,4 +1,4 @@
-"""Standard Webhooks signatures (https://www.standardwebhooks.com/).
+"""Standard Webhooks signatures (https://www.standardwebhooks.com/) for intake and callbacks.
 
 The signed content is `{webhook-id}.{webhook-timestamp}.{body}`. Each signature is
 `v1,` followed by the base64 HMAC-SHA256 of that content, keyed with the base64-decoded
@@ -19,25 +19,28 @@ from worker.errors import SluiceError
 SECRET_PREFIX = "whsec_"
 
 
-class InvalidSecretError(SluiceError):
-    """A stored webhook secret is not `whsec_` followed by base64."""
+class InvalidSecretError(SluiceError, ValueError):
+    """A webhook secret is not `whsec_` followed by non-empty base64."""
 
 
-def secret_key(secret: str) -> bytes:
-    """Return the HMAC key of a `whsec_...` secret."""
+def decode_secret(secret: str) -> bytes:
+    """Return the HMAC key of a `whsec_<base64>` secret (the prefix is optional)."""
     encoded = secret.removeprefix(SECRET_PREFIX)
     try:
-        return base64.b64decode(encoded, validate=True)
+        key = base64.b64decode(encoded, validate=True)
     except binascii.Error as exc:
         raise InvalidSecretError(
-            "a webhook secret is not valid base64 after its whsec_ prefix; "
-            "create a new secret for the tenant") from exc
+            "webhook secret is not whsec_ followed by base64; create a new secret for the "
+            "tenant") from exc
+    if not key:
+        raise InvalidSecretError("webhook secret is empty; create a new secret for the tenant")
+    return key
 
 
 def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """Return one `v1,<base64>` signature of the message."""
+    """Return one `v1,<base64>` signature of `webhook_id.timestamp.body`."""
     content = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), content, hashlib.sha256).digest()
+    digest = hmac.new(decode_secret(secret), content, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
