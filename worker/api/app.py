@@ -343,6 +343,8 @@ def cancel_job(job_id: uuid.UUID, caller: Annotated[Caller, Depends(write_caller
         job = session.get(Job, job_id)
         if job is None or job.tenant_id != caller.tenant_id:
             raise JobNotFoundError(job_id)
+        if cancelled is None and job.reason == "cancelled":
+            raise ApiError(409, "job_not_cancellable", f"job {job_id} is already cancelled")
         if cancelled is None:
             raise ApiError(409, "job_not_cancellable",
                            f"job {job_id} is {job.state.value}; only received or queued jobs "
