@@ -56,7 +56,7 @@ SCRAPE_TIME_GAUGES = (
 
 
 def exported_metric_names() -> set[str]:
-    """Every series name Sluice exports, as PromQL sees them (with _total, _bucket, ...)."""
+    """Every series name Sluice exports, as PromQL names them (with _total, _bucket, ...)."""
     names = set(SCRAPE_TIME_GAUGES)
     for metric in (INTAKE_REQUESTS, JOBS_FINISHED, LLM_REQUESTS, LLM_TOKENS, LLM_COST,
                    CALLBACK_FAILURES, CALLBACK_DELIVERIES):

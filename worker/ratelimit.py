@@ -105,7 +105,7 @@ def request_rate(limits: LimitsConfig) -> tuple[float, float]:
     """Return the requests per minute and bucket capacity this side of the provider uses.
 
     Network jitter can make two requests granted 1/rate apart arrive closer together. When
-    the provider's bucket holds two or more requests, keeping one request of it unused
+    the provider's bucket has room for two or more requests, keeping one request of it unused
     absorbs that. A smaller bucket has no such margin, so there `jitter_s` is added to the
     spacing between requests instead.
     """
@@ -144,7 +144,7 @@ class RateLimiter:
         self._take_slot = client.register_script(_TAKE_SLOT)
 
     def acquire(self, provider: str, limits: LimitsConfig, tokens: int) -> Grant:
-        """Reserve one request and `tokens` tokens now, or say how long to wait."""
+        """Reserve one request and `tokens` tokens now, or return how long to wait."""
         rpm, request_capacity = request_rate(limits)
         tpm = (limits.tokens_per_minute or 0) * (1 - limits.headroom)
         if not rpm and not tpm:

@@ -54,6 +54,23 @@ def enqueue(job_id: uuid.UUID) -> None:
     run_job.delay(str(job_id))
 
 
+def publish(job_id: uuid.UUID) -> bool:
+    """Publish a committed job's task and mark it queued; return False if the broker failed.
+
+    On failure the job keeps its state, and the periodic `sluice.requeue_stalled` task
+    publishes it once it has waited `stalled_grace_s`.
+    """
+    try:
+        enqueue(job_id)
+    except Exception:
+        logger.exception("publishing job failed; the stalled-job requeue will publish it",
+                         extra={"action": "job.publish_failed", "job_id": str(job_id)})
+        return False
+    with session_scope() as session:
+        store.mark_queued(session, job_id)
+    return True
+
+
 def requeue_stalled(grace_s: float) -> int:
     with session_scope() as session:
         job_ids = store.stalled_jobs(session, grace_s)

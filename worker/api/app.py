@@ -233,7 +233,7 @@ def submit_job(
             job_id, created = create_once(session, caller.tenant_id, key, body_hash, insert_job)
     if not created:
         return replayed(job_id, response)
-    state = "queued" if publish(job_id) else "received"
+    state = "queued" if tasks.publish(job_id) else "received"
     logger.info("job accepted", extra={"action": "job.accepted", "job_id": str(job_id),
                                        "tenant_id": caller.tenant_id, "workflow": body.workflow})
     return JobAccepted(id=job_id, state=state, workflow=body.workflow,
@@ -254,21 +254,6 @@ def replayed(job_id: uuid.UUID, response: Response) -> JobAccepted:
                 extra={"action": "intake.idempotent_replay", "job_id": str(job_id),
                        "tenant_id": tenant_id})
     return accepted
-
-
-def publish(job_id: uuid.UUID) -> bool:
-    """Publish the job's task; False leaves the job `received` for a later requeue."""
-    try:
-        tasks.enqueue(job_id)
-    except Exception:
-        # The job stays `received`; the periodic `sluice.requeue_stalled` task publishes it
-        # once the broker is back.
-        logger.exception("publishing job failed; it stays received",
-                         extra={"action": "job.publish_failed", "job_id": str(job_id)})
-        return False
-    with session_scope() as session:
-        store.mark_queued(session, job_id)
-    return True
 
 
 def read_job(job_id: uuid.UUID, caller: Annotated[Caller, Depends(read_caller)]) -> JobPublic:
@@ -376,7 +361,7 @@ def job_view(session: Any, job: Job) -> JobPublic:
     result = None
     if job.workflow in get_config().workflows:
         result = get_workflow(get_config(), job.workflow).read_record(session, job.id)
-    # A job retried from review may have several items; the newest tells its state.
+    # A job retried from review may have several items, and the newest gives its state.
     item = session.scalar(select(ReviewItem).where(ReviewItem.job_id == job.id)
                           .order_by(ReviewItem.created_at.desc()).limit(1))
     review = None
@@ -398,7 +383,7 @@ def health() -> dict[str, str]:
 
 
 def ready() -> JSONResponse:
-    """Ready when the database answers and its schema is at this release's migration."""
+    """Report ready when the database responds and its schema is at this release's migration."""
     try:
         with session_scope() as session:
             session.execute(text("SELECT 1"))

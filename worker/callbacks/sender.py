@@ -27,7 +27,7 @@ class Message:
 
 @dataclass(frozen=True)
 class SendResult:
-    """What one delivery attempt ended with; `failure` is None on a 2xx response."""
+    """Result of one delivery attempt; `failure` is None on a 2xx response."""
 
     status_code: int | None
     failure: str | None = None

@@ -37,7 +37,7 @@ class Children(AbstractContextManager["Children"]):
         log.close()
 
     def wait_http(self, name: str, url: str, timeout_s: float = 60) -> None:
-        """Wait until `url` answers 200, failing fast if the child exits."""
+        """Wait until `url` returns 200, failing fast if the child exits."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             process = self.processes[name]
@@ -52,7 +52,7 @@ class Children(AbstractContextManager["Children"]):
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError(f"{name} did not answer at {url} within {timeout_s:.0f} s")
+        raise TimeoutError(f"{name} did not respond at {url} within {timeout_s:.0f} s")
 
     def stop(self, grace_s: float = 20) -> None:
         for process in self.processes.values():

@@ -70,7 +70,7 @@ class Caller:
 
     def call(self, context: Context, state: StepState, messages: list[dict[str, str]],
              purpose: str) -> Call:
-        """Return the first answer a model of the step gives; raise the last failure."""
+        """Return the first response a model of the step gives, or raise the last failure."""
         last_error: ProviderError | None = None
         fitted = False
         for index, target in enumerate(context.route[state.step]):

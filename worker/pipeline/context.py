@@ -19,7 +19,7 @@ from worker.workflows.validation import ValidationIssue
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the task layer needs to know after an attempt."""
+    """State of the job after an attempt, and the delay before its task runs again."""
 
     state: JobState | None
     retry_in_s: float | None = None

@@ -59,7 +59,7 @@ Decision = Accept | Repair | RetryLarger | Escalate | Review | RetryLater
 
 @dataclass(frozen=True)
 class StepState:
-    """Where the attempt stands on the route."""
+    """Position of the attempt on the route."""
 
     step: int
     route_length: int
@@ -84,7 +84,7 @@ def after_output(
 ) -> Decision:
     """Decide after a call that returned output."""
     if finish_reason == "length":
-        # A cut-off answer is never a success, whatever the validator says of the part.
+        # A cut-off answer is never a success, whatever the validator returns for the part.
         return RetryLarger() if not state.enlarged else escalate_or_review(state, TRUNCATED)
     if result.ok:
         return Accept()
@@ -134,7 +134,7 @@ def retry_delay_s(
 
 
 def after_input_too_long(state: StepState) -> Decision:
-    """The input does not fit any model of this step: try a later, larger one."""
+    """Escalate to a later, larger model when the input fits no model of this step."""
     return escalate_or_review(state, INPUT_TOO_LONG)
 
 

@@ -36,7 +36,7 @@ _default_services: Services | None = None
 
 
 def default_services() -> Services:
-    """The real provider client, limiter and breaker, built once per process."""
+    """Return the real provider client, limiter and breaker, built once per process."""
     global _default_services
     if _default_services is None:
         client = get_redis()
@@ -145,7 +145,7 @@ def _more_useful(result: ValidationResult, best_reason: str | None, best: Best) 
 
 
 def route_for(config: SluiceConfig, job: Job) -> list[list[Target]]:
-    """The workflow's route, or only the model a reviewer chose when retrying the job."""
+    """Return the workflow's route, or only the model a reviewer chose for a retry."""
     override = job.route_override
     if override is None:
         return config.route_steps(job.workflow)

@@ -1,8 +1,8 @@
 """Every statement that changes a job's state.
 
 Transitions are compare-and-set updates (`WHERE state = ...`), so two workers that receive
-the same task cannot both run it, and a worker whose lease expired cannot finish a job that
-another worker took over: its final update matches no row and it writes nothing.
+the same task cannot both run it. A worker whose lease expired cannot finish a job that
+another worker took over, because its final update matches no row and it writes nothing.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from worker.errors import ProviderError
 
 @dataclass(frozen=True)
 class Completion:
-    """What one successful provider request returned, with its usage and timing."""
+    """Result of one successful provider request, with its usage and timing."""
 
     content: str | None
     finish_reason: str | None
@@ -100,7 +100,7 @@ def _to_completion(
 ) -> Completion:
     choices = getattr(completion, "choices", None)
     if not choices:
-        # Some servers answer HTTP 200 with an error object instead of choices.
+        # Some servers return HTTP 200 with an error object instead of choices.
         raise ProviderError(
             f"provider {provider_key} returned HTTP 200 without choices for model {model}",
             kind="error_in_body", transient=True, provider=provider_key, model=model,

@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from models import Reviewer
 from models.base import utcnow
+from worker import tasks
 from worker.config import get_config
 from worker.db import session_scope
 from worker.errors import UnknownWorkflowError
@@ -200,7 +201,7 @@ def retry_item(request: Request, item_id: uuid.UUID, reviewer: CurrentReviewer,
             job_id = service.retry(session, item_id, reviewer, get_config(), model_key)
     except (service.ReviewError, UnknownWorkflowError) as exc:
         return _action_error_page(request, reviewer, item_id, exc)
-    published = service.publish(job_id)
+    published = tasks.publish(job_id)
     flash(request, f"Job {job_id} is queued again on {model_key}."
           + ("" if published else " Publishing its task failed; the periodic requeue will "
              "publish it."))

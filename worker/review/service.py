@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from models import Job, JobState, Reviewer, ReviewEvent, ReviewItem, ReviewState
 from models.base import utcnow
-from worker import tasks
 from worker.callbacks.outbox import write_callback
 from worker.config import SluiceConfig
 from worker.errors import SluiceError
@@ -155,7 +154,8 @@ def retry(session: Session, item_id: uuid.UUID, reviewer: Reviewer, config: Slui
     """Put the job back in the queue with `route_override = model_key`; return its id.
 
     The job gets a fresh attempt budget (`deferrals = attempt_count`, so `max_attempts`
-    counts from zero again). The caller publishes the task after commit, with `publish`.
+    counts from zero again). The caller publishes the task after commit, with
+    `worker.tasks.publish`.
     """
     now = now or utcnow()
     item = _claimed_item(session, item_id, reviewer, now)
@@ -182,19 +182,6 @@ def retry(session: Session, item_id: uuid.UUID, reviewer: Reviewer, config: Slui
         "action": "review.retried", "item_id": str(item.id), "job_id": str(job.id),
         "model": model_key, "reviewer": reviewer.username})
     return job.id
-
-
-def publish(job_id: uuid.UUID) -> bool:
-    """Publish the task of a retried job; on failure the periodic requeue publishes it."""
-    try:
-        tasks.enqueue(job_id)
-    except Exception:
-        # The job is committed as queued, so `sluice.requeue_stalled` publishes it once
-        # it has waited `stalled_grace_s`.
-        logger.exception("publishing a retried job failed; the stalled-job requeue will",
-                         extra={"action": "review.publish_failed", "job_id": str(job_id)})
-        return False
-    return True
 
 
 def route_models(config: SluiceConfig, workflow: str) -> list[str]:

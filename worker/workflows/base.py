@@ -1,7 +1,7 @@
 """What every workflow provides to the pipeline.
 
 A workflow is an input model, an output model, business rules, a prompt file and a record
-writer. The pipeline knows nothing else about tickets or documents.
+writer. The pipeline uses nothing else about tickets or documents.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Output validation in layers: JSON parse, Pydantic schema, business rules.
 
 Each layer returns a list of `ValidationIssue`s that name the field, the value and the rule,
-so a repair prompt, a review item and a log line can all say exactly what was wrong.
+so a repair prompt, a review item and a log line can all state exactly what was wrong.
 """
 
 from __future__ import annotations
